@@ -1,0 +1,188 @@
+"""``yolokit`` command line: ``yolokit MODE key=value ...``. The only module that prints or exits.
+
+    yolokit version
+    yolokit info model=yolo26n.yaml [detailed=True imgsz=640]
+    yolokit predict model=best.pt source=images/ conf=0.25 save=True save_txt=True
+    yolokit val model=best.pt data=data.yaml imgsz=640 batch=16
+    yolokit inspect FILE [--json]
+    yolokit convert IN OUT [--half]
+    yolokit data synth OUT --train N --val M --imgsz S --seed K
+    yolokit demo [out=demo_out] [weights=FILE]
+
+A ``YolokitError`` prints one line on stderr and exits with status 2; other exceptions keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from yolokit.config import PredictConfig, ValConfig, config_keys, parse_key_values, unknown_key_message
+from yolokit.errors import ConfigError, YolokitError
+
+TASKS = ("detect",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in TASKS:  # `yolokit detect predict ...` reads like the reference's CLI
+        args = args[1:]
+    if not args or args[0] in ("help", "-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    mode, rest = args[0], args[1:]
+    handler = COMMANDS.get(mode)
+    _configure_logging()
+    try:
+        if handler is None:
+            raise ConfigError(unknown_key_message(mode, sorted(COMMANDS), "yolokit").replace("setting", "mode"))
+        return handler(rest)
+    except YolokitError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 2
+
+
+def _configure_logging() -> None:
+    logger = logging.getLogger("yolokit")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+
+def _split_model(rest: list[str], mode: str, allowed: list[str]) -> tuple[str, dict[str, str]]:
+    """Take ``model=`` out of key=value words; the remaining keys must belong to ``allowed``."""
+    values = parse_key_values(rest)
+    model = values.pop("model", "")
+    if not model:
+        raise ConfigError(f"{mode} needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
+    for key in values:
+        if key not in allowed:
+            raise ConfigError(unknown_key_message(key, ["model", *allowed], mode))
+    return model, values
+
+
+def cmd_version(rest: list[str]) -> int:
+    from yolokit import __version__
+
+    print(__version__)
+    return 0
+
+
+def cmd_info(rest: list[str]) -> int:
+    from yolokit.model import YOLO
+
+    model_name, values = _split_model(rest, "info", ["detailed", "imgsz", "verbose"])
+    YOLO(model_name).info(**values)
+    return 0
+
+
+def cmd_predict(rest: list[str]) -> int:
+    from yolokit.model import YOLO
+
+    model_name, values = _split_model(rest, "predict", config_keys(PredictConfig) + ["source"])
+    source = values.pop("source", "")
+    if not source:
+        raise ConfigError("predict needs source=PATH|DIR|GLOB|URL|VIDEO")
+    values.setdefault("save", "True")  # the CLI saves annotated images, like the reference's CLI
+    for _ in YOLO(model_name).predict(source, **{**values, "stream": "True"}):
+        pass  # streaming keeps memory flat; results are logged and saved by the predictor
+    return 0
+
+
+def cmd_val(rest: list[str]) -> int:
+    from yolokit.model import YOLO
+
+    model_name, values = _split_model(rest, "val", config_keys(ValConfig))
+    YOLO(model_name).val(**values)
+    return 0
+
+
+def cmd_inspect(rest: list[str]) -> int:
+    from yolokit.weights.inspect import format_inspect, inspect_weights
+
+    parser = argparse.ArgumentParser(prog="yolokit inspect", description="Describe a weights file safely.")
+    parser.add_argument("file")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    ns = _parse(parser, rest)
+    report = inspect_weights(ns.file)
+    print(json.dumps(report, indent=2, default=str) if ns.json else format_inspect(report))
+    return 0
+
+
+def cmd_convert(rest: list[str]) -> int:
+    from yolokit.weights import convert_weights
+
+    parser = argparse.ArgumentParser(prog="yolokit convert", description="Convert weights to .safetensors/.pt.")
+    parser.add_argument("input")
+    parser.add_argument("output")
+    parser.add_argument("--half", action="store_true", help="store floating tensors as fp16")
+    ns = _parse(parser, rest)
+    out = convert_weights(ns.input, ns.output, half=ns.half)
+    print(f"Converted {ns.input} -> {out}")
+    return 0
+
+
+def cmd_data(rest: list[str]) -> int:
+    from yolokit.data.synth import make_synthetic_dataset
+
+    parser = argparse.ArgumentParser(prog="yolokit data", description="Dataset tools.")
+    sub = parser.add_subparsers(dest="action", required=True)
+    synth = sub.add_parser("synth", help="generate the built-in synthetic YOLO dataset")
+    synth.add_argument("out")
+    synth.add_argument("--train", type=int, default=64)
+    synth.add_argument("--val", type=int, default=16)
+    synth.add_argument("--imgsz", type=int, default=320)
+    synth.add_argument("--seed", type=int, default=0)
+    ns = _parse(parser, rest)
+    path = make_synthetic_dataset(ns.out, n_train=ns.train, n_val=ns.val, imgsz=ns.imgsz, seed=ns.seed)
+    print(f"Synthetic dataset written: {path}")
+    return 0
+
+
+def cmd_demo(rest: list[str]) -> int:
+    from yolokit.demo import run_demo
+
+    values = parse_key_values(rest)
+    for key in values:
+        if key not in ("out", "weights"):
+            raise ConfigError(unknown_key_message(key, ["out", "weights"], "demo"))
+    run_demo(Path(values.get("out", "demo_out")), values.get("weights") or None)
+    return 0
+
+
+def _parse(parser: argparse.ArgumentParser, rest: list[str]) -> Any:
+    """argparse, but a usage error is a one-line ConfigError instead of a SystemExit."""
+    parser.exit_on_error = False
+    try:
+        return parser.parse_args(rest)
+    except argparse.ArgumentError as err:
+        raise ConfigError(f"{parser.prog}: {err}") from None
+    except SystemExit as err:  # argparse exits on --help and on missing required arguments
+        if err.code == 0:
+            raise
+        raise ConfigError(f"{parser.prog}: bad arguments {rest}; see '{parser.prog} --help'") from None
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "version": cmd_version,
+    "info": cmd_info,
+    "predict": cmd_predict,
+    "val": cmd_val,
+    "inspect": cmd_inspect,
+    "convert": cmd_convert,
+    "data": cmd_data,
+    "demo": cmd_demo,
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

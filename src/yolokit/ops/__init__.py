@@ -1,0 +1,1 @@
+"""Pure tensor operations: boxes, NMS, anchors. No file I/O, no model code."""

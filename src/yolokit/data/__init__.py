@@ -1,0 +1,5 @@
+"""Data inputs: predict sources (``data.sources``, ``data.video``, ``data.url``), datasets and synthetic data.
+
+Import the submodules directly (``from yolokit.data.sources import open_source``); this package imports nothing so
+that ``import yolokit`` stays light.
+"""

@@ -28,9 +28,11 @@ def make_anchors(
         where ``A = sum(H_i * W_i)``; points are ordered row-major (y outer, x inner) within each level.
     """
     if len(feats) != len(strides):
-        raise ValueError(f"make_anchors: expected one stride per level, got {len(feats)} levels, {len(strides)} strides")
+        raise ValueError(
+            f"make_anchors: expected one stride per level, got {len(feats)} levels and {len(strides)} strides"
+        )
     points, stride_list = [], []
-    for feat, stride in zip(feats, strides):
+    for feat, stride in zip(feats, strides, strict=True):
         h, w = feat.shape[-2:]
         dtype, device = feat.dtype, feat.device
         xs = torch.arange(w, dtype=dtype, device=device) + offset
@@ -42,7 +44,7 @@ def make_anchors(
 
 
 def dist2bbox(
-    distance: torch.Tensor, anchor_points: torch.Tensor, xywh: bool = True, dim: int = -1
+    distance: torch.Tensor, anchor_points: torch.Tensor, xywh: bool = True, dim: int = 1
 ) -> torch.Tensor:
     """Turn (left, top, right, bottom) distances from anchor points into boxes.
 

@@ -1,0 +1,35 @@
+"""Model specs, the builder and the detection model.
+
+``yolokit.models.spec`` has no torch dependency; the torch-based names below are imported on first use so that
+reading a spec stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["DetectionModel", "build_model", "load_spec", "model_display_name", "model_info", "validate_spec"]
+
+_LAZY = {
+    "DetectionModel": ("yolokit.models.detector", "DetectionModel"),
+    "build_model": ("yolokit.models.builder", "build_model"),
+    "load_spec": ("yolokit.models.spec", "load_spec"),
+    "model_display_name": ("yolokit.models.spec", "model_display_name"),
+    "validate_spec": ("yolokit.models.spec", "validate_spec"),
+    "model_info": ("yolokit.models.info", "model_info"),
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from yolokit.models.builder import build_model
+    from yolokit.models.detector import DetectionModel
+    from yolokit.models.info import model_info
+    from yolokit.models.spec import load_spec, model_display_name, validate_spec
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module_name, attr = _LAZY[name]
+        return getattr(importlib.import_module(module_name), attr)
+    raise AttributeError(f"module 'yolokit.models' has no attribute {name!r}")

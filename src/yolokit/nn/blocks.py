@@ -1,0 +1,206 @@
+"""Convolution blocks of the YOLOv8 / YOLO11 / YOLO26 backbones and necks.
+
+Attribute names (``conv``, ``bn``, ``cv1``, ``m``, ...) are the public address of the weights: they give the same
+state_dict keys as reference checkpoints. All tensors are ``(B, C, H, W)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+__all__ = ["Conv", "DWConv", "Bottleneck", "C2f", "C3k", "C3k2", "SPPF", "Concat", "autopad", "BN_EPS", "BN_MOMENTUM"]
+
+BN_EPS = 1e-3
+BN_MOMENTUM = 0.03
+
+# SiLU holds no state, so one instance serves every Conv (module listings and leaf-layer counts then match the
+# reference, which shares its default activation the same way). Deep copies get their own instance.
+_SHARED_SILU = nn.SiLU()
+
+
+def autopad(kernel: int, padding: int | None = None, dilation: int = 1) -> int:
+    """'Same' padding for an odd kernel: ``dilation * (kernel - 1) // 2`` unless ``padding`` is given."""
+    if padding is not None:
+        return padding
+    return (dilation * (kernel - 1) + 1) // 2
+
+
+class Conv(nn.Module):
+    """Conv2d (no bias) -> BatchNorm2d -> SiLU. After :meth:`fuse` the conv carries the BN and ``bn`` is None.
+
+    Args:
+        c1, c2: input / output channels.
+        k, s, p, g, d: kernel, stride, padding (default 'same'), groups, dilation.
+        act: True for SiLU, False for none, or a module to use.
+    """
+
+    def __init__(
+        self, c1: int, c2: int, k: int = 1, s: int = 1, p: int | None = None, g: int = 1, d: int = 1,
+        act: bool | nn.Module = True,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
+        self.bn: nn.BatchNorm2d | None = nn.BatchNorm2d(c2, eps=BN_EPS, momentum=BN_MOMENTUM)
+        if act is True:
+            self.act: nn.Module = _SHARED_SILU
+        elif isinstance(act, nn.Module):
+            self.act = act
+        else:
+            self.act = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.act(x)
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold the BatchNorm into the conv: ``w' = w * g / sqrt(var + eps)``, ``b' = beta - g * mean / sqrt(var+eps)``.
+
+        Idempotent; after it ``bn`` is None and the conv has a bias.
+        """
+        if self.bn is None:
+            return
+        conv, bn = self.conv, self.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C2,)
+        fused = nn.Conv2d(
+            conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            dilation=conv.dilation, groups=conv.groups, bias=True,
+            device=conv.weight.device, dtype=conv.weight.dtype,
+        )
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_(bn.bias + (bias - bn.running_mean) * scale)
+        fused.requires_grad_(conv.weight.requires_grad)
+        self.conv = fused
+        self.bn = None
+
+
+class DWConv(Conv):
+    """Depthwise-style Conv: groups = gcd(c1, c2) (weight ``(c2, 1, k, k)`` when c1 == c2)."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, d: int = 1, act: bool | nn.Module = True) -> None:
+        super().__init__(c1, c2, k, s, g=math.gcd(c1, c2), d=d, act=act)
+
+
+class Bottleneck(nn.Module):
+    """``cv2(cv1(x))`` with hidden width ``int(c2 * e)``, plus ``x`` when ``shortcut and c1 == c2``."""
+
+    def __init__(
+        self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple[int, int] = (3, 3), e: float = 0.5
+    ) -> None:
+        super().__init__()
+        hidden = int(c2 * e)
+        self.cv1 = Conv(c1, hidden, k[0], 1)
+        self.cv2 = Conv(hidden, c2, k[1], 1, g=g)
+        self.add = bool(shortcut) and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+class C2f(nn.Module):
+    """CSP block with n chained bottlenecks whose every output is concatenated.
+
+    ``cv1`` (1x1, to ``2c``) is split in two halves; each element of ``m`` maps the last chunk to a new one;
+    ``cv2`` (1x1) maps the ``(2 + n) * c`` concatenation to ``c2``. Hidden width ``c = int(c2 * e)``.
+    """
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5) -> None:
+        super().__init__()
+        self.c = int(c2 * e)
+        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
+        self.cv2 = Conv((2 + n) * self.c, c2, 1)
+        self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=1.0) for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = list(self.cv1(x).chunk(2, 1))  # 2 x (B, c, H, W)
+        for block in self.m:
+            chunks.append(block(chunks[-1]))
+        return self.cv2(torch.cat(chunks, 1))
+
+
+class C3k(nn.Module):
+    """CSP block (C3) with a configurable kernel: ``cv3(cat(m(cv1 x), cv2 x))``, hidden ``int(c2 * e)``."""
+
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5, k: int = 3
+    ) -> None:
+        super().__init__()
+        hidden = int(c2 * e)
+        self.cv1 = Conv(c1, hidden, 1, 1)
+        self.cv2 = Conv(c1, hidden, 1, 1)
+        self.cv3 = Conv(2 * hidden, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, g, k=(k, k), e=1.0) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))
+
+
+class C3k2(C2f):
+    """C2f whose inner blocks are Bottleneck(e=0.5), C3k(n=2) when ``c3k``, or Bottleneck + PSABlock when ``attn``.
+
+    Note the argument order (the reference's): the 4th argument is ``c3k``, not ``shortcut``; shortcut is True.
+    """
+
+    def __init__(
+        self, c1: int, c2: int, n: int = 1, c3k: bool = False, e: float = 0.5, attn: bool = False, g: int = 1,
+        shortcut: bool = True,
+    ) -> None:
+        super().__init__(c1, c2, n, shortcut, g, e)
+        self.m = nn.ModuleList(self._inner(self.c, c3k, attn, g, shortcut) for _ in range(n))
+
+    @staticmethod
+    def _inner(c: int, c3k: bool, attn: bool, g: int, shortcut: bool) -> nn.Module:
+        if attn:
+            from yolokit.nn.attention import PSABlock  # local import: attention.py builds on Conv from this file
+
+            return nn.Sequential(Bottleneck(c, c, shortcut, g), PSABlock(c, attn_ratio=0.5, num_heads=max(c // 64, 1)))
+        if c3k:
+            return C3k(c, c, 2, shortcut, g)
+        return Bottleneck(c, c, shortcut, g)
+
+
+class SPPF(nn.Module):
+    """Spatial pyramid pooling (fast): ``cv2(cat[y, pool(y), pool^2(y), ...])`` with ``y = cv1(x)``.
+
+    Args:
+        c1, c2: input / output channels (hidden ``c1 // 2``).
+        k: max-pool kernel (stride 1, same padding), applied ``n`` times in sequence.
+        shortcut: add the input when ``c1 == c2`` (YOLO26).
+        cv1_act: SiLU after cv1 (YOLOv8/11 rows with <= 3 args); the YOLO26 row keeps cv1 linear.
+    """
+
+    def __init__(
+        self, c1: int, c2: int, k: int = 5, n: int = 3, shortcut: bool = False, cv1_act: bool = False
+    ) -> None:
+        super().__init__()
+        hidden = c1 // 2
+        self.cv1 = Conv(c1, hidden, 1, 1, act=cv1_act)
+        self.cv2 = Conv(hidden * (n + 1), c2, 1, 1)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        self.n = n
+        self.add = bool(shortcut) and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = [self.cv1(x)]
+        for _ in range(self.n):
+            pooled.append(self.m(pooled[-1]))
+        y = self.cv2(torch.cat(pooled, 1))
+        return y + x if self.add else y
+
+
+class Concat(nn.Module):
+    """Concatenate a list of tensors along ``dimension`` (channels by default)."""
+
+    def __init__(self, dimension: int = 1) -> None:
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(x, self.d)

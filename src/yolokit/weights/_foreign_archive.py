@@ -1,0 +1,153 @@
+"""Torch zip archives opened as hostile input (private helper of ``weights.foreign``).
+
+Layout: ``<folder>/data.pkl`` (the pickle), ``<folder>/data/<key>`` (raw bytes of each storage), ``<folder>/byteorder``
+(``little``/``big``). Sizes declared in the zip directory are capped before any entry is read (data.pkl <= 256 MiB,
+one storage <= 4 GiB, all storages <= physical memory), so a zip bomb is refused up front.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from yolokit.errors import WeightsError
+
+MAX_PICKLE_BYTES = 256 * 2**20  # data.pkl larger than this is refused before reading
+MAX_STORAGE_BYTES = 4 * 2**30  # one storage entry
+_REDO = "re-download the file or re-save it with the reference tool"
+
+def available_memory() -> int:
+    """Physical memory in bytes (the cap for everything read from one archive); 64 GiB when unknown."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return 64 * 2**30
+
+
+class _Malformed(Exception):
+    """Internal: the pickle is structurally wrong (turned into a WeightsError naming the file)."""
+
+
+# --- the archive ---------------------------------------------------------------------------------------------------
+class _Storage:
+    """The raw bytes of one ``<folder>/data/<key>`` entry, viewed as tensors of a dtype on demand."""
+
+    def __init__(self, path: Path, key: str, data: bytearray, dtype: torch.dtype, big_endian: bool) -> None:
+        self.path, self.key, self.data, self.dtype, self.big_endian = path, key, data, dtype, big_endian
+        self._views: dict[torch.dtype, torch.Tensor] = {}
+
+    def typed(self, dtype: torch.dtype) -> torch.Tensor:
+        """The whole storage as a flat tensor of ``dtype`` (little-endian bytes swapped from a big-endian file)."""
+        if dtype not in self._views:
+            itemsize = dtype.itemsize
+            if len(self.data) % itemsize:
+                raise _Malformed(f"storage '{self.key}' of {len(self.data)} bytes cannot hold {dtype} elements")
+            data = self.data
+            part = itemsize // 2 if dtype.is_complex else itemsize
+            if self.big_endian and part > 1:
+                data = bytearray(np.frombuffer(data, dtype=f">u{part}").astype(f"<u{part}").tobytes())
+            self._views[dtype] = torch.frombuffer(data, dtype=dtype) if data else torch.empty(0, dtype=dtype)
+        return self._views[dtype]
+
+
+class TorchArchive:
+    """A torch zip archive opened for reading, with every size checked against caps before anything is read."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._check_magic()
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+            raise WeightsError(f"{self.path}: not a readable torch zip archive ({exc}); the file is truncated or "
+                               f"corrupt, {_REDO}") from exc  # fmt: skip
+        pickles = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
+        if len(pickles) != 1:
+            found = "no" if not pickles else f"{len(pickles)}"
+            self.close()
+            raise WeightsError(f"{self.path}: expected one '<folder>/data.pkl' in the torch archive, found {found}; "
+                               f"the archive is incomplete or not a torch checkpoint, {_REDO}")  # fmt: skip
+        self.folder = pickles[0].filename[: -len("/data.pkl")]
+        self._entries = {i.filename: i for i in infos}
+        self._pickle_info, self._pickle = pickles[0], b""
+        self._check_sizes(infos)
+        self.big_endian = self._byteorder()
+
+    def _check_magic(self) -> None:
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: weights file not found (expected a .pt file); check the path")
+        with open(self.path, "rb") as handle:
+            head = handle.read(4)
+        if head != b"PK\x03\x04":
+            kind = "a legacy (pre-1.6) torch file" if head[:1] == b"\x80" else f"a file starting with {head!r}"
+            raise WeightsError(f"{self.path}: expected a torch zip archive (starting with b'PK\\x03\\x04'), "
+                               f"found {kind}; re-save it with torch>=1.6 or pass a .pt/.safetensors file")  # fmt: skip
+
+    def _check_sizes(self, infos: list[zipfile.ZipInfo]) -> None:
+        if self._pickle_info.file_size > MAX_PICKLE_BYTES:
+            self._refuse(f"declares a {self._pickle_info.file_size}-byte data.pkl (cap {MAX_PICKLE_BYTES})")
+        data_prefix, total = f"{self.folder}/data/", 0
+        for info in infos:
+            if info.filename.startswith(data_prefix):
+                if info.file_size > MAX_STORAGE_BYTES:
+                    self._refuse(f"declares a {info.file_size}-byte storage '{info.filename}' "
+                                 f"(cap {MAX_STORAGE_BYTES})")
+                total += info.file_size
+        if total > available_memory():
+            self._refuse(f"declares {total} bytes of storages, more than this machine's {available_memory()} bytes")
+
+    def _refuse(self, message: str) -> None:
+        self.close()
+        raise WeightsError(f"{self.path}: {message}; refused before reading (corrupt or malicious archive)")
+
+    def _read(self, info: zipfile.ZipInfo) -> bytes:
+        try:
+            return self._zip.read(info)
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+            raise WeightsError(f"{self.path}: cannot read '{info.filename}' ({exc}); the archive is truncated or "
+                               f"corrupt, {_REDO}") from exc  # fmt: skip
+
+    def _byteorder(self) -> bool:
+        info = self._entries.get(f"{self.folder}/byteorder")
+        if info is None:
+            return False
+        order = self._read(info).decode("ascii", "replace").strip() if info.file_size <= 16 else "?"
+        if order not in ("little", "big"):
+            self._refuse(f"has an unknown byteorder record {order!r} (expected 'little' or 'big')")
+        return order == "big"
+
+    def read_pickle(self) -> bytes:
+        """The bytes of ``<folder>/data.pkl`` (read once)."""
+        if not self._pickle:
+            self._pickle = self._read(self._pickle_info)
+        return self._pickle
+
+    def storage(self, key: str, dtype: torch.dtype, numel: int) -> _Storage:
+        """Storage ``key`` holding ``numel`` elements of ``dtype``; refuses missing or short entries."""
+        name = f"{self.folder}/data/{key}"
+        info = self._entries.get(name)
+        if "/" in key or info is None:
+            raise WeightsError(f"{self.path}: the pickle references storage '{key}' but the archive has no '{name}'; "
+                               f"the file is incomplete, {_REDO}")  # fmt: skip
+        nbytes = numel * dtype.itemsize
+        if info.file_size < nbytes:
+            raise WeightsError(f"{self.path}: storage '{key}' holds {info.file_size} bytes but {numel} {dtype} "
+                               f"elements need {nbytes}; the file is truncated, {_REDO}")  # fmt: skip
+        data = bytearray(memoryview(self._read(info))[:nbytes])
+        return _Storage(self.path, key, data, dtype, self.big_endian)
+
+    def close(self) -> None:
+        if getattr(self, "_zip", None) is not None:
+            self._zip.close()
+
+    def __enter__(self) -> TorchArchive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

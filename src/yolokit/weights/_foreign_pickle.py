@@ -1,0 +1,253 @@
+"""Restricted unpickling and opcode scanning of torch archives (private helper of ``weights.foreign``).
+
+The pickle runs on the pure-Python ``pickle._Unpickler`` with our own REDUCE / NEWOBJ / NEWOBJ_EX / BUILD / INST / OBJ /
+EXT handlers (and APPEND(S) / SETITEM(S) / ADDITEMS that only fill real lists, dicts and sets): the only callables that
+can ever run are the stand-ins of ``_foreign_globals`` (inert records, tensor views with bounds checks, a few container
+constructors); any other global raises ``UnsafeWeightsError``. ``scan_pickle_globals`` lists the globals without
+running anything.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import pickletools
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolokit.errors import UnsafeWeightsError, WeightsError
+from yolokit.weights._foreign_archive import _REDO, TorchArchive, _Malformed, _Storage, available_memory
+from yolokit.weights._foreign_globals import (
+    _BUILDABLE,
+    AttrRef,
+    GlobalRef,
+    ModuleRecord,
+    NamespaceRecord,
+    _allow_table,
+    _Global,
+    _NdArray,
+    _StorageType,
+    is_allowed,
+    normalize_global,
+)
+
+__all__ = [
+    "AttrRef", "GlobalRef", "ModuleRecord", "NamespaceRecord", "TorchArchive", "available_memory", "is_allowed",
+    "load_archive_pickle", "normalize_global", "scan_pickle_globals", "to_plain",
+]  # fmt: skip
+MAX_PLAIN_NODES = 1_000_000  # budget when converting metadata to plain JSON types (memo-DAG expansion guard)
+
+
+# --- the restricted unpickler --------------------------------------------------------------------------------------
+def _text(value: Any) -> Any:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else value
+
+
+def _invoke(target: Any, args: Any, kwargs: Any = None) -> Any:
+    if not isinstance(target, _Global):
+        raise _Malformed(f"the pickle calls a {type(target).__name__}, which is not an allow-listed global")
+    return target.invoke(tuple(args) if isinstance(args, list) else args, kwargs)
+
+
+class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode handler below is ours
+    """Runs data.pkl with an allow-list ``find_class`` and object-creating opcodes that call only stand-ins."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, archive: TorchArchive) -> None:
+        super().__init__(io.BytesIO(archive.read_pickle()), encoding="utf-8")
+        self.archive, self.storages = archive, {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = _allow_table().get(normalize_global(module, name))
+        if obj is None:
+            described = GlobalRef(str(module), str(name), False).describe()
+            raise UnsafeWeightsError(f"{self.archive.path}: refused global {described}: it is outside yolokit's "
+                                     "allow-list of checkpoint globals; nothing was executed")  # fmt: skip
+        return obj
+
+    def persistent_load(self, pid: Any) -> _Storage:
+        if not (isinstance(pid, tuple) and len(pid) == 5 and _text(pid[0]) == "storage"):
+            raise _Malformed(f"unknown persistent id {str(pid)[:80]}")
+        _, storage_type, key, _location, numel = pid
+        key = _text(key)
+        if not isinstance(storage_type, _StorageType) or not isinstance(key, str):
+            raise _Malformed(f"persistent id with storage type {storage_type!r} and key {key!r}")
+        if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0:
+            raise _Malformed(f"storage '{key}' declares {numel!r} elements")
+        if key not in self.storages:
+            self.storages[key] = self.archive.storage(key, storage_type.dtype, numel)
+        return self.storages[key]
+
+    def _instantiate(self, klass: Any, args: list) -> None:  # INST / OBJ
+        self.append(_invoke(klass, args))
+
+    def load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = _invoke(self.stack[-1], args)
+
+    def load_newobj(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = _invoke(self.stack[-1], args)
+
+    def load_newobj_ex(self) -> None:
+        kwargs, args = self.stack.pop(), self.stack.pop()
+        self.stack[-1] = _invoke(self.stack[-1], args, kwargs)
+
+    def load_build(self) -> None:
+        state, inst = self.stack.pop(), self.stack[-1]
+        if isinstance(inst, _BUILDABLE):
+            inst.__setstate__(state)
+        elif not isinstance(inst, dict):  # a dict's state (e.g. an OrderedDict's _metadata) is dropped
+            raise _Malformed(f"the pickle sets the state of a {type(inst).__name__}, which yolokit does not allow")
+
+    def _target(self, kind: type) -> Any:
+        target = self.stack[-1]
+        if not isinstance(target, kind):
+            raise _Malformed(f"the pickle adds items to a {type(target).__name__}, expected a {kind.__name__}")
+        return target
+
+    def load_append(self) -> None:  # APPEND / APPENDS / SETITEM(S) / ADDITEMS only touch real containers
+        value = self.stack.pop()
+        self._target(list).append(value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        self._target(list).extend(items)
+
+    def load_setitem(self) -> None:
+        value, key = self.stack.pop(), self.stack.pop()
+        self._target(dict)[key] = value
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._target(dict)
+        for i in range(0, len(items) - 1, 2):
+            target[items[i]] = items[i + 1]
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        self._target(set).update(items)
+
+    def load_ext(self) -> None:
+        raise UnsafeWeightsError(f"{self.archive.path}: refused a copyreg extension-code global; nothing was executed")
+
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
+    dispatch[pickle.BUILD[0]] = load_build
+    dispatch[pickle.APPEND[0]] = load_append
+    dispatch[pickle.APPENDS[0]] = load_appends
+    dispatch[pickle.SETITEM[0]] = load_setitem
+    dispatch[pickle.SETITEMS[0]] = load_setitems
+    dispatch[pickle.ADDITEMS[0]] = load_additems
+    for _op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
+        dispatch[_op[0]] = load_ext
+
+
+def load_archive_pickle(archive: TorchArchive) -> Any:
+    """Unpickle ``data.pkl`` with the restricted unpickler; structural problems become a ``WeightsError``."""
+    try:
+        return _Unpickler(archive).load()
+    except WeightsError:
+        raise
+    except (_Malformed, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, RecursionError, MemoryError, RuntimeError, struct.error, UnicodeDecodeError,
+            OverflowError) as exc:  # fmt: skip
+        raise WeightsError(f"{archive.path}: malformed checkpoint pickle ({type(exc).__name__}: {str(exc)[:200]}); "
+                           f"{_REDO}") from exc  # fmt: skip
+
+
+# --- opcode scan (no execution) ------------------------------------------------------------------------------------
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+_MARK = object()
+
+
+def scan_pickle_globals(data: bytes, path: str | Path) -> list[GlobalRef]:
+    """Globals referenced by pickle ``data`` (see ``foreign.scan_globals``), via a symbolic stack over the opcodes."""
+    stack: list[Any] = []
+    memo: dict[Any, Any] = {}
+    found: dict[tuple[str, str], GlobalRef] = {}
+
+    def note(module: Any, name: Any) -> None:
+        module, name = (module, name) if isinstance(module, str) and isinstance(name, str) else ("?", "<dynamic>")
+        found.setdefault((module, name), GlobalRef(module, name, is_allowed(module, name) and module != "?"))
+
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name in ("GLOBAL", "INST"):
+                note(*str(arg).split(" ", 1))
+            elif op.name == "STACK_GLOBAL":
+                name, module = stack.pop(), stack.pop()
+                note(module, name)
+            elif op.name.startswith("EXT"):
+                note("copyreg extension code", str(arg))
+            _simulate(op, arg, stack, memo)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{path}: malformed checkpoint pickle ({exc}); {_REDO}") from exc
+    return list(found.values())
+
+
+def _simulate(op: pickletools.OpcodeInfo, arg: Any, stack: list[Any], memo: dict[Any, Any]) -> None:
+    """Apply one opcode's stack effect, keeping only string values (enough to resolve STACK_GLOBAL operands)."""
+    if op.name in _STRING_OPS:
+        stack.append(arg if isinstance(arg, str) else None)
+    elif op.name == "MARK":
+        stack.append(_MARK)
+    elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+        memo[arg] = stack[-1]
+    elif op.name == "MEMOIZE":
+        memo[len(memo)] = stack[-1]
+    elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+        stack.append(memo.get(arg))
+    elif op.name == "DUP":
+        stack.append(stack[-1])
+    elif op.name == "STACK_GLOBAL":
+        stack.append(None)
+    else:
+        before = op.stack_before
+        if pickletools.markobject in before:
+            while stack.pop() is not _MARK:
+                pass
+            del stack[len(stack) - before.index(pickletools.markobject) :]
+        elif before:
+            if len(stack) < len(before):
+                raise IndexError(f"stack underflow at {op.name}")
+            del stack[len(stack) - len(before) :]
+        stack.extend(None for _ in op.stack_after)
+
+
+# --- plain (JSON-able) values --------------------------------------------------------------------------------------
+def to_plain(obj: Any, _state: list[int] | None = None, _depth: int = 0) -> Any:
+    """Unpickled values -> plain JSON types: records become dicts/strings, tensors and arrays lists, paths strings."""
+    state = [MAX_PLAIN_NODES] if _state is None else _state
+    state[0] -= 1
+    if state[0] < 0 or _depth > 100:
+        raise WeightsError("checkpoint metadata is too large or too deeply nested to convert (possible pickle bomb)")
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    if isinstance(obj, dict):
+        return {k if isinstance(k, (str, int)) else str(k): to_plain(v, state, _depth + 1) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_plain(v, state, _depth + 1) for v in obj]
+    if isinstance(obj, NamespaceRecord):
+        return to_plain(obj.values, state, _depth + 1)
+    if isinstance(obj, _NdArray):
+        return to_plain(obj.value.tolist() if isinstance(obj.value, np.ndarray) else obj.value, state, _depth + 1)
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist() if obj.numel() <= 4096 else f"<tensor {list(obj.shape)} {obj.dtype}>"
+    if isinstance(obj, (bytes, bytearray)):
+        return obj.hex() if len(obj) <= 4096 else f"<{len(obj)} bytes>"
+    if isinstance(obj, complex):
+        return [obj.real, obj.imag]
+    if isinstance(obj, ModuleRecord):
+        return f"<{obj.module}.{obj.type_name}>"
+    if isinstance(obj, _Global):
+        return f"<{obj.qualname}>"
+    if isinstance(obj, AttrRef):
+        return f"<getattr {to_plain(obj.target, state, _depth + 1)}.{obj.name}>"
+    return str(obj)  # slices, torch dtypes, numpy dtypes

@@ -1,0 +1,362 @@
+"""Native weights files: ``.safetensors`` with JSON metadata, and a ``weights_only``-loadable ``.pt``.
+
+safetensors layout (validated here before the safetensors library sees the bytes): 8 bytes little-endian u64 ``N``,
+``N`` bytes of UTF-8 JSON ``{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {str: str}}``,
+then the raw little-endian tensor buffer, which the offsets must cover exactly without overlap. yolokit stores each
+metadata key JSON-encoded as a string (``"names": "{\\"0\\": \\"person\\"}"``) plus the marker ``yolokit_format``.
+
+Native ``.pt``: ``torch.save({"yolokit_format": 1, "yolokit": {"format_version": 1}, "metadata": {...},
+"state_dict": {name: Tensor}})`` holding only tensors and plain types, so ``torch.load(weights_only=True)`` reads it
+and the pickle references only torch's tensor-rebuild globals and ``collections.OrderedDict``.
+
+dtypes: ``half=True`` stores floating tensors as fp16, otherwise fp32; integer buffers (``num_batches_tracked``,
+int64) are kept as they are. Readers return tensors in the **stored** dtype so round trips are bit-exact; loading
+into a model (``weights.load_weights``) copies them into the model's fp32 parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yolokit.errors import WeightsError
+from yolokit.utils.io import atomic_open
+from yolokit.weights.metadata import FORMAT_VERSION, metadata_for_file
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+MARKER = "yolokit_format"
+MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors cap against huge-JSON denial of service
+# safetensors dtype -> bytes per element (the dtypes torch can represent)
+DTYPE_SIZES = {
+    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+}  # fmt: skip
+_REDO = "re-download or re-export the file"
+
+
+def prepare_state_dict(state_dict: dict[str, torch.Tensor], half: bool = False) -> dict[str, torch.Tensor]:
+    """Detached contiguous CPU copies; floating tensors as fp16 (``half``) or fp32, other dtypes unchanged."""
+    import torch
+
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state_dict.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise WeightsError(f"state_dict entry '{name}' must be a tensor, found {type(tensor).__name__}")
+        tensor = tensor.detach().to("cpu")
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float16 if half else torch.float32)
+        out[str(name)] = tensor.contiguous().clone()
+    return out
+
+
+# --- safetensors ---------------------------------------------------------------------------------------------------
+def _header_error(path: Path, message: str) -> WeightsError:
+    return WeightsError(f"{path}: not a valid safetensors file: {message}; {_REDO}")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        duplicate = next(k for k in keys if keys.count(k) > 1)
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return dict(pairs)
+
+
+def _check_tensor_entry(path: Path, name: str, entry: Any) -> tuple[int, int]:
+    """Validate one header entry; returns its ``(begin, end)`` byte offsets."""
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise _header_error(path, f"tensor '{name}' needs dtype, shape and data_offsets, found {entry!r}"[:300])
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if dtype not in DTYPE_SIZES:
+        raise _header_error(path, f"tensor '{name}' has unknown dtype {dtype!r} (known: {', '.join(DTYPE_SIZES)})")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise _header_error(path, f"tensor '{name}' has invalid shape {shape!r}")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        or not 0 <= offsets[0] <= offsets[1]
+    ):
+        raise _header_error(path, f"tensor '{name}' has invalid data_offsets {offsets!r}")
+    expected = math.prod(shape) * DTYPE_SIZES[dtype]
+    if offsets[1] - offsets[0] != expected:
+        raise _header_error(
+            path,
+            f"tensor '{name}' ({dtype} {shape}) needs {expected} bytes, its offsets {offsets} span "
+            f"{offsets[1] - offsets[0]}",
+        )
+    return offsets[0], offsets[1]
+
+
+def _check_coverage(path: Path, spans: list[tuple[int, int, str]], buffer_size: int) -> None:
+    """Offsets must tile ``[0, buffer_size)`` exactly: no gap, no overlap, nothing past the end."""
+    position = 0
+    for begin, end, name in sorted(spans):
+        if begin != position:
+            what = "overlaps the previous tensor" if begin < position else f"leaves a gap at byte {position}"
+            raise _header_error(path, f"tensor '{name}' at offsets [{begin}, {end}] {what}")
+        position = end
+    if position > buffer_size:
+        raise _header_error(path, f"file is truncated: tensors need {position} data bytes, found {buffer_size}")
+    if position < buffer_size:
+        raise _header_error(path, f"{buffer_size - position} trailing bytes are not covered by any tensor")
+
+
+def parse_safetensors_header(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate the header of safetensors ``data`` (the whole file).
+
+    Returns ``(tensor_entries, raw_metadata)``. Raises ``WeightsError`` naming ``path`` for a header length over
+    100 MB or over the file size, a header not starting with ``{``, invalid JSON or duplicate keys, unknown dtypes,
+    and offsets that are out of range, overlapping or not covering the buffer (truncated file).
+    """
+    if len(data) < 8:
+        raise _header_error(path, f"file has {len(data)} bytes, fewer than the 8-byte header length")
+    (header_len,) = struct.unpack("<Q", data[:8])
+    if header_len > MAX_HEADER_BYTES:
+        raise _header_error(path, f"header length {header_len} bytes exceeds the 100 MB limit")
+    if header_len > len(data) - 8:
+        raise _header_error(path, f"header length {header_len} exceeds the file size ({len(data)} bytes)")
+    header_bytes = data[8 : 8 + header_len]
+    if not header_bytes.startswith(b"{"):
+        raise _header_error(path, f"header must start with '{{', found {header_bytes[:8]!r}")
+    try:
+        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _header_error(path, f"header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise _header_error(path, "header must be a JSON object")
+    raw_meta = header.pop("__metadata__", None) or {}
+    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
+        raise _header_error(path, "'__metadata__' must map strings to strings")
+    spans = [(*_check_tensor_entry(path, name, entry), name) for name, entry in header.items()]
+    _check_coverage(path, spans, len(data) - 8 - header_len)
+    return header, raw_meta
+
+
+def decode_safetensors_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any] | None:
+    """JSON-decode yolokit's ``__metadata__`` values; ``None`` when the file carries no yolokit marker."""
+    if MARKER not in raw_meta:
+        return None
+    decoded: dict[str, Any] = {}
+    for key, value in raw_meta.items():
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError as exc:
+            raise WeightsError(f"{path}: metadata key '{key}' is not valid JSON ({exc}); {_REDO}") from exc
+    decoded.pop(MARKER)
+    return decoded
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """Read a safetensors file -> ``(state_dict in stored dtypes, decoded metadata or None)``.
+
+    The metadata is ``None`` for a safetensors file not written by yolokit (no ``yolokit_format`` marker).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load as load_safetensors
+
+    path = Path(path)
+    data = path.read_bytes()
+    entries, raw_meta = parse_safetensors_header(path, data)
+    try:
+        loaded = load_safetensors(data)
+    except SafetensorError as exc:
+        raise WeightsError(f"{path}: safetensors could not read the tensors ({exc}); {_REDO}") from exc
+    state_dict = {name: loaded[name] for name in entries}  # the order the header lists them in
+    return state_dict, decode_safetensors_metadata(path, raw_meta)
+
+
+_TORCH_TO_SAFETENSORS = {
+    "bool": "BOOL", "uint8": "U8", "int8": "I8", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "int16": "I16", "uint16": "U16", "float16": "F16", "bfloat16": "BF16", "int32": "I32", "uint32": "U32",
+    "float32": "F32", "int64": "I64", "uint64": "U64", "float64": "F64",
+}  # fmt: skip
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """Raw little-endian row-major bytes of a contiguous CPU tensor."""
+    import torch
+
+    return tensor.reshape(-1).view(torch.uint8).numpy().tobytes()
+
+
+def encode_safetensors(state_dict: dict, metadata: dict[str, Any], half: bool = False) -> tuple[bytes, list]:
+    """Header bytes (length prefix + padded JSON) and the tensors in buffer order.
+
+    Deterministic: ``__metadata__`` keys are sorted, the header lists tensors in state_dict order, and the buffer
+    holds them by element size (largest first, so every tensor is aligned to its dtype) then state_dict order.
+    """
+    if sys.byteorder != "little":
+        raise WeightsError("writing safetensors needs a little-endian machine; save a native .pt instead")
+    tensors = prepare_state_dict(state_dict, half)
+    file_meta = {key: json.dumps(value) for key, value in metadata_for_file(metadata).items()}
+    file_meta[MARKER] = json.dumps(FORMAT_VERSION)
+    dtypes = {name: _TORCH_TO_SAFETENSORS[str(t.dtype).removeprefix("torch.")] for name, t in tensors.items()}
+    order = sorted(tensors, key=lambda name: -DTYPE_SIZES[dtypes[name]])  # stable: keeps state_dict order
+    offsets, position = {}, 0
+    for name in order:
+        size = tensors[name].numel() * DTYPE_SIZES[dtypes[name]]
+        offsets[name], position = [position, position + size], position + size
+    header: dict[str, Any] = {"__metadata__": dict(sorted(file_meta.items()))}
+    for name, tensor in tensors.items():
+        header[name] = {"dtype": dtypes[name], "shape": list(tensor.shape), "data_offsets": offsets[name]}
+    raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    raw += b" " * (-len(raw) % 8)  # the buffer starts 8-byte aligned
+    return struct.pack("<Q", len(raw)) + raw, [tensors[name] for name in order]
+
+
+def write_safetensors(path: str | Path, state_dict: dict, metadata: dict[str, Any], half: bool = False) -> Path:
+    """Write ``state_dict`` (floating tensors fp32, or fp16 with ``half``) and metadata atomically."""
+    path = Path(path)
+    header, ordered = encode_safetensors(state_dict, metadata, half)
+    with atomic_open(path, "wb") as handle:
+        handle.write(header)
+        for tensor in ordered:
+            handle.write(_tensor_bytes(tensor))
+    return path
+
+
+# --- native .pt ----------------------------------------------------------------------------------------------------
+def write_native_pt(path: str | Path, state_dict: dict, metadata: dict[str, Any], half: bool = False) -> Path:
+    """Write ``{"yolokit_format", "yolokit", "metadata", "state_dict"}`` with ``torch.save``, atomically."""
+    import torch
+
+    path = Path(path)
+    payload = {
+        MARKER: FORMAT_VERSION,
+        "yolokit": {"format_version": FORMAT_VERSION},
+        "metadata": metadata_for_file(metadata),
+        "state_dict": prepare_state_dict(state_dict, half),
+    }
+    with atomic_open(path, "wb") as handle:
+        torch.save(payload, handle)
+    return path
+
+
+def read_native_pt(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a native ``.pt`` with ``torch.load(weights_only=True)`` -> ``(state_dict in stored dtypes, metadata)``."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:  # a file object: torch.load would treat a path ending in .safetensors as safetensors
+        with open(path, "rb") as handle:
+            payload = torch.load(handle, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise WeightsError(f"{path}: cannot read the yolokit .pt archive ({reason[:200]}); {_REDO}") from exc
+    if not isinstance(payload, dict) or MARKER not in payload:
+        raise WeightsError(f"{path}: expected a yolokit .pt (a dict with '{MARKER}'), found another torch pickle")
+    state_dict, metadata = payload.get("state_dict"), payload.get("metadata")
+    if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise WeightsError(f"{path}: 'state_dict' must map names to tensors; {_REDO}")
+    if not isinstance(metadata, dict):
+        raise WeightsError(f"{path}: 'metadata' must be a dict, found {type(metadata).__name__}; {_REDO}")
+    return dict(state_dict), metadata
+
+
+# --- fitting tensors to a model ------------------------------------------------------------------------------------
+def _shape(shape: Any) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def check_fit(source: str | Path, expected: dict[str, Any], found: dict[str, Any], strict: bool = True) -> None:
+    """Raise ``WeightsError`` when ``found`` tensors do not fit ``expected`` (a model's state_dict).
+
+    Different shapes always fail; missing keys fail; unexpected keys fail when ``strict``. The message names the
+    file, up to 5 keys with expected vs found shapes, and the missing / unexpected counts.
+    """
+    mismatched = [k for k in expected if k in found and tuple(found[k].shape) != tuple(expected[k].shape)]
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected] if strict else []
+    if not (mismatched or missing or unexpected):
+        return
+    parts = [f"{len(mismatched)} with a different shape"]
+    if mismatched:
+        shown = "; ".join(
+            f"{k} expected {_shape(expected[k].shape)} found {_shape(found[k].shape)}" for k in mismatched[:5]
+        )
+        parts[0] += f" ({shown}{'; ...' if len(mismatched) > 5 else ''})"
+    parts.append(f"{len(missing)} missing" + (f" (first: {', '.join(missing[:3])})" if missing else ""))
+    parts.append(f"{len(unexpected)} unexpected" + (f" (first: {', '.join(unexpected[:3])})" if unexpected else ""))
+    raise WeightsError(
+        f"{source}: tensors do not fit the model: {', '.join(parts)}; use weights saved for this architecture and "
+        "class count, or load_weights(model, path) to transfer only the matching tensors"
+    )
+
+
+# --- content sniffing (used by weights.detect_format) --------------------------------------------------------------
+ZIP_MAGIC = b"PK\x03\x04"
+_ONNX_WIRE_TYPES = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
+
+
+def looks_like_safetensors(head: bytes) -> bool:
+    """safetensors shape: an 8-byte length followed by ``{`` (the header JSON). Validation happens on reading."""
+    return len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] >= 2
+
+
+def _read_varint(handle: Any) -> int | None:
+    value, shift = 0, 0
+    while shift < 64:
+        byte = handle.read(1)
+        if not byte:
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if not byte[0] & 0x80:
+            return value
+        shift += 7
+    return None
+
+
+def looks_like_onnx(path: Path, size: int) -> bool:
+    """True when the file parses as a top-level ONNX ``ModelProto``.
+
+    The cheap check walks the top-level protobuf fields without decoding them: the first field must be 1
+    (``ir_version``, varint, tag byte ``0x08``); every field must carry the ModelProto wire type for its number
+    (unknown numbers must be varint or length-delimited); lengths must stay inside the file and end exactly at its
+    end; and field 7 (``graph``) must be present. Random bytes and other formats fail within a few bytes.
+    """
+    seen: set[int] = set()
+    with open(path, "rb") as handle:
+        if handle.read(1) != b"\x08":
+            return False
+        handle.seek(0)
+        while handle.tell() < size:
+            tag = _read_varint(handle)
+            if tag is None:
+                return False
+            number, wire = tag >> 3, tag & 7
+            if number == 0 or wire != _ONNX_WIRE_TYPES.get(number, wire) or wire not in (0, 2):
+                return False
+            value = _read_varint(handle)
+            if value is None:
+                return False
+            if wire == 2:
+                if handle.tell() + value > size:
+                    return False
+                handle.seek(value, 1)
+            seen.add(number)
+    return 1 in seen and 7 in seen
+
+
+def pickle_has_marker(path: Path) -> bool:
+    """True when the torch archive's ``data.pkl`` contains the ``yolokit_format`` key (opcodes are only listed)."""
+    import pickletools
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
+        if not entries:
+            return False
+        data = archive.read(entries[0])
+    try:
+        return any(isinstance(arg, str) and arg == MARKER for _, arg, _ in pickletools.genops(data))
+    except ValueError:
+        return False

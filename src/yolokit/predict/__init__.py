@@ -1,0 +1,34 @@
+"""Inference: letterbox preprocessing, backends, the predict loop, results and drawing.
+
+Public names are imported lazily (``from yolokit.predict import Predictor`` works; ``import yolokit.predict`` alone
+loads nothing heavy): ``Predictor``, ``TorchBackend``, ``Results``, ``Boxes``, ``letterbox``, ``preprocess``,
+``check_imgsz``, ``draw_boxes``, ``colors``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["Predictor", "TorchBackend", "Results", "Boxes", "letterbox", "preprocess", "check_imgsz", "draw_boxes",
+           "colors"]
+
+_LAZY = {
+    "Predictor": "yolokit.predict.predictor",
+    "TorchBackend": "yolokit.predict.backend",
+    "Results": "yolokit.predict.results",
+    "Boxes": "yolokit.predict.results",
+    "letterbox": "yolokit.predict.preprocess",
+    "preprocess": "yolokit.predict.preprocess",
+    "check_imgsz": "yolokit.predict.preprocess",
+    "draw_boxes": "yolokit.predict.draw",
+    "colors": "yolokit.predict.draw",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'yolokit.predict' has no attribute {name!r}")

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     mode, rest = args[0], args[1:]
     handler = COMMANDS.get(mode)
-    _configure_logging()
+    restore = _configure_logging()
     try:
         if handler is None:
             raise ConfigError(unknown_key_message(mode, sorted(COMMANDS), "yolokit").replace("setting", "mode"))
@@ -46,16 +46,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     except YolokitError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    finally:
+        restore()
 
 
-def _configure_logging() -> None:
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is at the time of the record (so redirection and capture work)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
+def _configure_logging() -> Callable[[], None]:
+    """Send yolokit's INFO logs to stdout as plain lines for this command; return the function that undoes it."""
     logger = logging.getLogger("yolokit")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-        logger.propagate = False
+    handler = _StdoutHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    saved = (logger.level, logger.propagate)
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+    return restore
 
 
 def _split_model(rest: list[str], mode: str, allowed: list[str]) -> tuple[str, dict[str, str]]:

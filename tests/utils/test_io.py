@@ -47,3 +47,12 @@ def test_rank_helpers_read_torchrun_environment(monkeypatch):
     assert not dist.is_main_process()
     monkeypatch.delenv("RANK")
     assert dist.is_main_process()
+
+
+def test_atomic_write_gives_umask_permissions_not_0600(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "perm.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644

@@ -358,6 +358,11 @@ class Source:
         self._tempfiles.append(fetched.path)
         return [("video", str(fetched.path), url)]
 
+    @property
+    def num_inputs(self) -> int:
+        """Number of inputs (files, URLs, arrays) before videos are expanded into frames."""
+        return len(self._entries)
+
     @functools.cached_property
     def count(self) -> int | None:
         """Number of items: one per image + ``ceil(frames / vid_stride)`` per video (opens videos, decodes none)."""

@@ -61,6 +61,14 @@ class _StdoutHandler(logging.StreamHandler):
     def stream(self, value) -> None:  # noqa: ANN001
         pass
 
+    def emit(self, record: logging.LogRecord) -> None:
+        if "tqdm" in sys.modules:  # a progress bar may be on screen: print above it instead of through it
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stdout)
+        else:
+            super().emit(record)
+
 
 def _configure_logging() -> Callable[[], None]:
     """Send yolokit's INFO logs to stdout as plain lines for this command; return the function that undoes it."""

@@ -24,7 +24,9 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
 
     out.mkdir(parents=True, exist_ok=True)
     LOGGER.info("[1/6] synthetic dataset")
-    data_yaml = make_synthetic_dataset(out / "data", n_train=16, n_val=24, imgsz=320, seed=0)
+    # Plain noise backgrounds: the domain the committed reference fixture was trained on (striped and gradient
+    # backgrounds, the generator's default mix, are new to it and cost it most of its mAP).
+    data_yaml = make_synthetic_dataset(out / "data", n_train=16, n_val=24, imgsz=320, seed=0, backgrounds=("noise",))
 
     LOGGER.info("[2/6] load weights (%s)", weights or "yolo26n.yaml, random init")
     if weights:

@@ -55,25 +55,48 @@ class YOLO:
             return source
         if not isinstance(source, (str, Path)):
             raise ConfigError(f"YOLO() expects a spec name, a file path or a DetectionModel, found {type(source)}")
-        path = Path(source)
-        if path.is_file() and path.suffix.lower() not in SPEC_SUFFIXES:
+        path = self._resolve_weights(source)
+        if path is not None:
             from yolokit.weights import load_weights
 
             model = load_weights(path)
             self.ckpt_path = path
             self.metadata = dict(getattr(model, "metadata", {}) or {})
             return model
-        if path.suffix.lower() in SPEC_SUFFIXES or not path.suffix:
-            from yolokit.models.builder import build_model
-            from yolokit.models.spec import load_spec
+        from yolokit.models.builder import build_model
+        from yolokit.models.spec import load_spec
 
-            model = build_model(load_spec(source), num_classes=num_classes)
-            model.metadata = {}
-            return model
-        raise WeightsError(
-            f"weights file not found: '{source}': pass the path of a local .pt/.safetensors file, "
-            "or a spec such as 'yolo26n.yaml' to start from random weights"
-        )
+        model = build_model(load_spec(source), num_classes=num_classes)
+        model.metadata = {}
+        return model
+
+    @staticmethod
+    def _resolve_weights(source: str | Path) -> Path | None:
+        """The local weights file for ``source`` (downloading URLs and published names), or None for a spec."""
+        from yolokit.models.zoo import get_entry
+        from yolokit.utils.http import is_url
+
+        if is_url(source):
+            from yolokit.weights.download import download_weights
+
+            return download_weights(str(source))
+        path = Path(source)
+        if path.is_file():
+            return None if path.suffix.lower() in SPEC_SUFFIXES else path
+        if path.suffix.lower() in SPEC_SUFFIXES or not path.suffix:
+            return None  # a spec: shipped name ('yolo26n.yaml', 'yolo26n') or a YAML path (errors name it)
+        entry = get_entry(path.name) if str(source) == path.name else None
+        if entry is None:
+            raise WeightsError(
+                f"weights file not found: '{source}': pass the path of a local .pt/.safetensors file, "
+                "or a spec such as 'yolo26n.yaml' to start from random weights"
+            )
+        from yolokit.weights.download import download_weights
+
+        try:
+            return download_weights(entry.url, sha256=entry.sha256)
+        except WeightsError as err:
+            raise WeightsError(f"'{source}' is not a local file and downloading it failed: {err}") from None
 
     # --- properties -------------------------------------------------------------------------------------------
     @property

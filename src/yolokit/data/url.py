@@ -18,15 +18,14 @@ import io
 import logging
 import os
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
 
 from yolokit.errors import SourceError
+from yolokit.utils.http import content_length, copy_body, is_url, open_url
+
+__all__ = ["FetchedURL", "fetch_url", "is_url", "remove_files", "url_suffix"]
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,8 +34,6 @@ IMAGE_SUFFIXES = frozenset(
 )
 VIDEO_SUFFIXES = frozenset("asf avi m4v mkv mov mp4 mpeg mpg ts m2ts mts wmv webm flv 3gp ogv".split())
 _GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream"}
-_CHUNK = 1 << 16
-_USER_AGENT = "yolokit (+https://github.com/yolokit)"
 
 
 @dataclass
@@ -49,11 +46,6 @@ class FetchedURL:
     content_type: str
     data: bytes | None = None
     path: Path | None = None
-
-
-def is_url(source: object) -> bool:
-    """True for a ``str`` that starts with ``http://`` or ``https://`` (case-insensitive)."""
-    return isinstance(source, str) and source.lower().startswith(("http://", "https://"))
 
 
 def url_suffix(url: str) -> str:
@@ -81,48 +73,9 @@ def _kind_for(url: str, content_type: str) -> str:
     )
 
 
-def _timeout_error(url: str, timeout: float) -> SourceError:
-    return SourceError(f"timed out after {timeout:g} s fetching {url} (url_timeout={timeout:g}); "
-                       "check the connection or raise url_timeout")
-
-
 def _too_big(url: str, size: int | str, max_bytes: int) -> SourceError:
     return SourceError(f"refusing {url}: body of {size} bytes exceeds url_max_bytes={max_bytes}; "
                        "raise url_max_bytes or download the file and pass its path")
-
-
-@contextlib.contextmanager
-def _open(url: str, timeout: float) -> Iterator[Any]:
-    """``urlopen`` with errors turned into ``SourceError`` (also for errors raised while the body is read)."""
-    if not is_url(url):
-        raise SourceError(f"expected an http:// or https:// URL; found {url!r}")
-    request = urllib.request.Request(url, headers={"User-Agent": _USER_AGENT})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            yield response
-    except urllib.error.HTTPError as err:
-        raise SourceError(f"HTTP {err.code} for {url} ({err.reason}); check the URL") from None
-    except urllib.error.URLError as err:
-        if isinstance(err.reason, TimeoutError):
-            raise _timeout_error(url, timeout) from None
-        raise SourceError(f"cannot fetch {url}: {err.reason}; check the URL and the network") from None
-    except TimeoutError:
-        raise _timeout_error(url, timeout) from None
-    except OSError as err:  # connection reset, incomplete read, ...
-        raise SourceError(f"cannot fetch {url}: {err}; check the URL and the network") from None
-
-
-def _copy_body(response: Any, out: IO[bytes], url: str, max_bytes: int) -> int:
-    """Copy the response body to ``out`` in chunks; stop and raise as soon as more than ``max_bytes`` arrive."""
-    total = 0
-    while True:
-        chunk = response.read(_CHUNK)
-        if not chunk:
-            return total
-        total += len(chunk)
-        if total > max_bytes:
-            raise _too_big(url, f"more than {max_bytes}", max_bytes)
-        out.write(chunk)
 
 
 def fetch_url(url: str, *, timeout: float = 10.0, max_bytes: int = 50 * 2**20) -> FetchedURL:
@@ -137,21 +90,22 @@ def fetch_url(url: str, *, timeout: float = 10.0, max_bytes: int = 50 * 2**20) -
     Returns:
         :class:`FetchedURL`; for ``kind == 'video'`` the caller owns (and must delete) ``path``.
     """
-    with _open(url, timeout) as response:
+    too_big = lambda size: _too_big(url, size, max_bytes)  # noqa: E731
+    with open_url(url, timeout, SourceError, f" (url_timeout={timeout:g})") as response:
         content_type = (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         kind = _kind_for(url, content_type)
-        length = response.headers.get("Content-Length")
-        if length is not None and length.strip().isdigit() and int(length) > max_bytes:
-            raise _too_big(url, int(length), max_bytes)
+        length = content_length(response)
+        if length is not None and length > max_bytes:
+            raise too_big(length)
         if kind == "image":
             buffer = io.BytesIO()
-            _copy_body(response, buffer, url, max_bytes)
+            copy_body(response, buffer, too_big, max_bytes)
             return FetchedURL(url, kind, content_type, data=buffer.getvalue())
         suffix = url_suffix(url)
         fd, name = tempfile.mkstemp(prefix="yolokit-url-", suffix=f".{suffix if suffix in VIDEO_SUFFIXES else 'mp4'}")
         try:
             with os.fdopen(fd, "wb") as handle:
-                size = _copy_body(response, handle, url, max_bytes)
+                size = copy_body(response, handle, too_big, max_bytes)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)

@@ -1,7 +1,8 @@
 """Measure predict speed: preprocess / inference / postprocess / end-to-end ms per image and images/s.
 
     python benchmarks/predict.py [--models yolov8n yolo11n yolo26n] [--weights a.pt b.safetensors]
-                                 [--imgsz 640] [--batch-sizes 1 8] [--runs 20] [--warmup 2]
+                                 [--imgsz 640] [--batch-sizes 1 8] [--runs 20] [--warmup 3]
+                                 [--engine auto eager jit] [--reference-json results/reference_predict.json]
                                  [--compare-reference /path/to/venv/bin/python]
 
 Models are random-init networks built from the shipped specs (speed does not depend on the weights' values,
@@ -10,6 +11,16 @@ The input is one synthetic 1080x810 (w x h) image, letterboxed to 640x480 (recta
 Each row is the median over ``--runs`` calls of ``Predictor.predict`` on a batch of identical images: the stage
 times are the predictor's own per-image means, end-to-end is the wall time of the call divided by the batch.
 YOLO26 is measured with NMS (the default head) and end-to-end (``nms=False``).
+
+``--engine`` takes one or more ``TorchBackend`` engines (``auto``, ``eager``, ``channels_last``, ``jit``). With several,
+the timed calls of the engines alternate (A, B, A, B, ...) in one process, so load from other processes on a shared
+machine hits all of them alike; compare the medians (and ``e2e_min``, the best call). The ``jit`` engine traces
+during the warm-up calls (the one-time trace cost is not in the table).
+
+``--reference-json`` (default benchmarks/results/reference_predict.json, written by benchmarks/reference_predict.py
+in a separate environment) adds the reference's end-to-end median for the same model / head / batch and the
+speed-up ``ref e2e / e2e``; rows are matched by model name (``yolov8n-random`` matches ``yolov8n``), mode, imgsz
+and batch.
 
 ``--compare-reference`` times the reference implementation installed in a *separate* Python environment (never a
 dependency of yolokit) on the same image and settings; skipped when that interpreter or package is missing.
@@ -33,7 +44,7 @@ import numpy as np
 import torch
 
 from yolokit.config import PredictConfig
-from yolokit.predict.backend import TorchBackend
+from yolokit.predict.backend import ENGINES, TorchBackend
 from yolokit.predict.predictor import Predictor
 
 STAGES = ("preprocess", "inference", "postprocess")
@@ -78,34 +89,60 @@ def synthetic_image(seed: int = 0) -> np.ndarray:
     return image
 
 
-def build_backends(args: argparse.Namespace) -> list[tuple[str, TorchBackend]]:
+def build_models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
     if args.weights:
         from yolokit.weights import load_weights
 
-        return [(Path(path).stem, TorchBackend(load_weights(path))) for path in args.weights]
+        return [(Path(path).stem, load_weights(path)) for path in args.weights]
     from yolokit.models.builder import build_model
     from yolokit.models.spec import load_spec
 
     torch.manual_seed(0)
-    return [(name, TorchBackend(build_model(load_spec(f"{name}.yaml")))) for name in args.models]
+    return [(name, build_model(load_spec(f"{name}.yaml"))) for name in args.models]
 
 
-def measure(backend: TorchBackend, image: np.ndarray, batch: int, nms: bool, args: argparse.Namespace) -> dict:
-    predictor = Predictor(backend, PredictConfig(imgsz=args.imgsz, batch=batch, nms=nms, verbose=False))
+def measure(backends: dict[str, TorchBackend], image: np.ndarray, batch: int, nms: bool,
+            args: argparse.Namespace) -> dict[str, dict]:
+    """One row per engine; the engines' timed calls alternate so shared-machine noise hits them alike."""
+    config = PredictConfig(imgsz=args.imgsz, batch=batch, nms=nms, verbose=False)
+    predictors = {engine: Predictor(backend, config) for engine, backend in backends.items()}
     images = [image] * batch
-    for _ in range(args.warmup):
-        predictor.predict(images)
-    walls, stages, boxes = [], [], 0
+    for predictor in predictors.values():
+        for _ in range(args.warmup):
+            predictor.predict(images)
+    walls: dict[str, list[float]] = {engine: [] for engine in backends}
+    stages: dict[str, list[dict]] = {engine: [] for engine in backends}
+    boxes: dict[str, int] = {}
     for _ in range(args.runs):
-        start = time.perf_counter()
-        results = predictor.predict(images)
-        walls.append((time.perf_counter() - start) * 1000 / batch)
-        stages.append(dict(predictor.speed))
-        boxes = len(results[0])
-    row = {stage: statistics.median(s[stage] for s in stages) for stage in STAGES}
-    e2e = statistics.median(walls)
-    row.update(e2e=e2e, images_per_s=1000 / e2e, boxes=boxes)
-    return row
+        for engine, predictor in predictors.items():
+            start = time.perf_counter()
+            results = predictor.predict(images)
+            walls[engine].append((time.perf_counter() - start) * 1000 / batch)
+            stages[engine].append(dict(predictor.speed))
+            boxes[engine] = len(results[0])
+    rows = {}
+    for engine in backends:
+        row = {stage: statistics.median(s[stage] for s in stages[engine]) for stage in STAGES}
+        e2e = statistics.median(walls[engine])
+        row.update(e2e=e2e, e2e_min=min(walls[engine]), images_per_s=1000 / e2e, boxes=boxes[engine])
+        rows[engine] = row
+    return rows
+
+
+def load_reference(path: str) -> dict[tuple, dict]:
+    """Reference rows keyed by (model base name, mode, imgsz, batch), or {} when the file is missing."""
+    file = Path(path)
+    if not path or not file.is_file():
+        return {}
+    rows = json.loads(file.read_text()).get("rows", [])
+    return {(r["model"].split("-")[0], r.get("mode", "nms"), int(r.get("imgsz", 640)), int(r["batch"])): r
+            for r in rows}
+
+
+def attach_reference(row: dict, reference: dict[tuple, dict], imgsz: int) -> None:
+    match = reference.get((row["model"].split("-")[0], row["mode"], imgsz, row["batch"]))
+    if match:
+        row.update(ref_e2e=match["e2e"], ref_inference=match["inference"], speedup=match["e2e"] / row["e2e"])
 
 
 def reference_rows(python: str, image: np.ndarray, args: argparse.Namespace) -> list[dict] | None:
@@ -127,13 +164,15 @@ def reference_rows(python: str, image: np.ndarray, args: argparse.Namespace) -> 
 
 def print_table(rows: list[dict], title: str) -> None:
     print(f"\n{title}")
-    header = (f"{'model':<12} {'mode':<8} {'batch':>5} {'pre ms':>8} {'infer ms':>9} {'post ms':>8} {'e2e ms':>8} "
-              f"{'img/s':>7}")
+    header = (f"{'model':<16} {'mode':<5} {'engine':<13} {'batch':>5} {'pre ms':>7} {'infer ms':>9} {'post ms':>8} "
+              f"{'e2e ms':>8} {'min ms':>8} {'img/s':>7} {'ref e2e':>8} {'x ref':>6}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['model']:<12} {r.get('mode', 'nms'):<8} {r['batch']:>5} {r['preprocess']:>8.1f} "
-              f"{r['inference']:>9.1f} {r['postprocess']:>8.1f} {r['e2e']:>8.1f} {1000 / r['e2e']:>7.2f}")
+        ref = f"{r['ref_e2e']:>8.1f} {r['speedup']:>6.2f}" if "ref_e2e" in r else f"{'-':>8} {'-':>6}"
+        print(f"{r['model']:<16} {r.get('mode', 'nms'):<5} {r.get('engine', '-'):<13} {r['batch']:>5} "
+              f"{r['preprocess']:>7.1f} {r['inference']:>9.1f} {r['postprocess']:>8.1f} {r['e2e']:>8.1f} "
+              f"{r.get('e2e_min', r['e2e']):>8.1f} {1000 / r['e2e']:>7.2f} {ref}")
 
 
 def main() -> int:
@@ -143,33 +182,45 @@ def main() -> int:
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--engine", nargs="+", default=["auto"], choices=ENGINES,
+                        help="TorchBackend engine(s); several are timed alternately in one process")
+    parser.add_argument("--reference-json", default=str(Path(__file__).parent / "results" / "reference_predict.json"),
+                        help="reference timings to compare with (skipped when the file does not exist)")
     parser.add_argument("--compare-reference", default="", metavar="PYTHON")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "predict.json"))
     args = parser.parse_args()
 
     image = synthetic_image()
+    reference = load_reference(args.reference_json)
     rows = []
-    for name, backend in build_backends(args):
-        modes = [("nms", True), ("e2e", False)] if backend.end2end else [("nms", True)]
+    for name, model in build_models(args):
+        backends = {engine: TorchBackend(model, engine=engine) for engine in args.engine}
+        modes = [("nms", True), ("e2e", False)] if model.end2end else [("nms", True)]
         for mode, nms in modes:
             for batch in args.batch_sizes:
-                row = measure(backend, image, batch, nms, args)
-                row.update(model=name, mode=mode, batch=batch)
-                rows.append(row)
-                print(f"  {name} {mode} batch {batch}: {row['e2e']:.1f} ms/img", flush=True)
+                for engine, row in measure(backends, image, batch, nms, args).items():
+                    row.update(model=name, mode=mode, batch=batch, engine=engine,
+                               engine_used=backends[engine].engine)
+                    attach_reference(row, reference, args.imgsz)
+                    rows.append(row)
+                    print(f"  {name} {mode} batch {batch} {engine}: {row['e2e']:.1f} ms/img", flush=True)
     print_table(rows, f"yolokit predict, imgsz {args.imgsz}, 1080x810 input, torch {torch.__version__}, "
-                      f"{torch.get_num_threads()} threads, median of {args.runs}")
-    reference = reference_rows(args.compare_reference, image, args) if args.compare_reference else None
-    if reference:
-        print_table(reference, "reference implementation (separate environment), same image and settings")
+                      f"{torch.get_num_threads()} threads, median of {args.runs}"
+                      + (f"; reference: {args.reference_json}" if reference else ""))
+    probe = reference_rows(args.compare_reference, image, args) if args.compare_reference else None
+    if probe:
+        for row in probe:
+            row.setdefault("mode", "nms")
+        print_table(probe, "reference implementation (separate environment), same image and settings")
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "processor": platform.processor(), "python": sys.version.split()[0], "imgsz": args.imgsz,
-            "runs": args.runs, "input_hw": [810, 1080]}
+            "runs": args.runs, "warmup": args.warmup, "engines": args.engine, "input_hw": [810, 1080],
+            "reference_json": args.reference_json if reference else None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "reference": reference}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "reference_probe": probe}, indent=2))
     print(f"wrote {out}")
     return 0
 

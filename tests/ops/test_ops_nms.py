@@ -141,3 +141,61 @@ def test_filter_end2end_conf_classes_max_det():
     assert filter_end2end(rows.float(), conf=0.05, classes=(0,))[0][:, 5].tolist() == [0.0]
     with pytest.raises(ValueError, match=r"\(B, K, 6\)"):
         filter_end2end(torch.zeros(1, 6, 5))
+
+
+def uniform_boxes(n: int, seed: int, max_wh: float, size: float = 640.0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(n, 2, generator=g) * size
+    boxes = torch.cat((xy, xy + torch.rand(n, 2, generator=g) * max_wh), 1)
+    return boxes, torch.randint(0, 50, (n,), generator=g).float() / 50  # ties in score
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("threshold", [0.0, 0.45, 0.7, 0.95])
+def test_sweep_equals_naive_greedy(seed, threshold, monkeypatch):
+    monkeypatch.setattr(nms_module, "_SWEEP_MIN", 1)  # the sweep path for a few hundred boxes
+    monkeypatch.setattr(nms_module, "_SWEEP_ROWS", 16)
+    monkeypatch.setattr(nms_module, "_SWEEP_COLS", 32)
+    monkeypatch.setattr(nms_module, "_SWEEP_MAX_FRACTION", 1.0)
+    boxes, scores = uniform_boxes(400, seed, max_wh=40 + 40 * seed, size=200)
+    boxes[::37, 2] = boxes[::37, 0] + 1e-3  # a few hair-thin boxes (reach bound ~ x1)
+    sorted_boxes = boxes[torch.sort(scores, descending=True, stable=True).indices]
+    assert nms_module._greedy_sweep(sorted_boxes, threshold) is not None  # the sweep really ran
+    assert torch.equal(nms(boxes, scores, threshold), naive_greedy_nms(boxes, scores, threshold))
+
+
+def test_sweep_long_chain_finishes_sequentially(monkeypatch):
+    # 300 boxes sliding by 1 px with decreasing scores: each suppresses the next, so the greedy answer alternates
+    monkeypatch.setattr(nms_module, "_SWEEP_MIN", 1)
+    monkeypatch.setattr(nms_module, "_SWEEP_PASSES", 3)  # force the sequential finish
+    x = torch.arange(300.0)
+    boxes = torch.stack((x, torch.zeros(300), x + 10, torch.full((300,), 10.0)), 1)
+    scores = torch.linspace(1, 0.1, 300)
+    keep = nms(boxes, scores, 0.8)  # IoU(shift 1) = 9/11 > 0.8, IoU(shift 2) = 8/12 < 0.8
+    assert keep.tolist() == list(range(0, 300, 2))
+    assert torch.equal(keep, naive_greedy_nms(boxes, scores, 0.8))
+
+
+def test_sweep_batched_classes_equal_per_class(monkeypatch):
+    boxes, scores = uniform_boxes(600, 3, max_wh=120, size=300)
+    classes = torch.randint(0, 5, (600,), generator=torch.Generator().manual_seed(1)).float()
+    expected = batched_nms(boxes, scores, classes, 0.5)  # per-class block path (600 < _SWEEP_MIN)
+    monkeypatch.setattr(nms_module, "_SWEEP_MIN", 1)
+    monkeypatch.setattr(nms_module, "_SWEEP_MAX_FRACTION", 1.0)
+    assert torch.equal(batched_nms(boxes, scores, classes, 0.5), expected)
+
+
+def test_30k_uniform_boxes_worst_case():
+    # many survivors (cost of the block method ~ candidates x kept); no timing here, only the answer's invariants
+    boxes, scores = uniform_boxes(30000, 0, max_wh=60)
+    keep = nms(boxes, scores, 0.5)
+    assert 10000 < keep.numel() < 30000 and keep.unique().numel() == keep.numel()
+    kept = boxes[keep]
+    assert not bool((box_iou(kept[:300], kept) > 0.5).sum(1).gt(1).any())  # kept boxes never overlap > t
+    kept_mask = torch.zeros(30000, dtype=torch.bool)
+    kept_mask[keep] = True
+    dropped = (~kept_mask).nonzero().squeeze(1)[:300]  # every dropped box overlaps a kept, higher-ranked box
+    overlap = box_iou(boxes[dropped], kept) > 0.5  # (300, K)
+    rank = torch.empty(30000, dtype=torch.int64)
+    rank[torch.sort(scores, descending=True, stable=True).indices] = torch.arange(30000)
+    assert bool((overlap & (rank[keep][None, :] < rank[dropped][:, None])).any(1).all())

@@ -10,12 +10,20 @@ upper triangle ``S[j, i] = IoU(j, i) > t`` (j before i) is resolved with the fix
 ``keep = alive & ~any_j(keep[j] & S[j, i])``: starting from ``keep = alive``, after ``k`` passes the first ``k``
 boxes are final, so the iteration reaches the unique fixed point, which is exactly the greedy answer (usually in a
 handful of passes). Memory stays bounded by ``_BLOCK * _KEPT_CHUNK`` for any number of boxes.
+
+Large inputs with little overlap (e.g. 30k uniformly spread boxes, where the kept set grows with the input and the
+block method costs ``candidates x kept``) use a sweep instead: IoU > t >= 0 needs the horizontal overlap to exceed
+``t * width`` of both boxes, so after sorting by ``x1`` a box can only pair with the boxes whose ``x1`` lies within
+``(1 - t) * width`` to its right. Only those pairs are tested (exact float32 IoU, the same formula), giving a sparse
+list of "j suppresses i" edges, and the same fixed point is run on the edges. The sweep is chosen when its pair count
+is below 10% of ``N^2`` (measured break-even on 30k boxes); both methods return identical indices.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from yolokit.ops.boxes import box_area, xywh2xyxy
@@ -24,6 +32,11 @@ __all__ = ["nms", "batched_nms", "non_max_suppression", "filter_end2end"]
 
 _BLOCK = 512  # boxes resolved together inside one IoU block
 _KEPT_CHUNK = 512  # kept boxes compared with a block at once
+_SWEEP_MIN = 4096  # inputs at least this large may use the sweep
+_SWEEP_ROWS = 128  # rows (in x1 order) of one sweep step
+_SWEEP_COLS = 8192  # columns of one sweep step
+_SWEEP_MAX_FRACTION = 0.1  # use the sweep only if it tests fewer than this fraction of the N^2 pairs
+_SWEEP_PASSES = 64  # fixed-point passes on the edges before the sequential finish
 
 
 def _iou_above(boxes_a: torch.Tensor, boxes_b: torch.Tensor, iou_threshold: float) -> torch.Tensor:
@@ -69,6 +82,77 @@ def _greedy_sorted(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tens
     return keep
 
 
+def _sweep_reach(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+    """``(N,)`` float64 bound: a box whose ``x1`` is >= this cannot have IoU > t with the box (for ``t >= 0``).
+
+    Exact arithmetic gives ``x1_j < x2_i - t * w_i``; the bound is relaxed by 0.1% of ``t * w_i`` and computed in
+    float64 so float32 rounding of the IoU can never make a pruned pair count.
+    """
+    x1, x2 = boxes_xyxy[:, 0].double(), boxes_xyxy[:, 2].double()
+    return x2 - (x2 - x1).clamp(min=0) * (iou_threshold * (1 - 1e-3))
+
+
+def _sweep_edges(boxes_x: torch.Tensor, iou_threshold: float, starts: list[int],
+                 stops: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs ``(p, q)`` (x-order indices, ``p < q``) with IoU > threshold among x-sorted boxes.
+
+    Rows ``starts[k] : starts[k] + _SWEEP_ROWS`` are tested against columns ``starts[k] + 1 : stops[k]`` only.
+    """
+    sources, targets = [], []
+    for row, stop in zip(starts, stops, strict=True):
+        rows = boxes_x[row : row + _SWEEP_ROWS]
+        for col in range(row + 1, stop, _SWEEP_COLS):
+            hit = _iou_above(rows, boxes_x[col : min(col + _SWEEP_COLS, stop)], iou_threshold)  # (r, c)
+            p, q = hit.nonzero(as_tuple=True)
+            p, q = p + row, q + col
+            later = q > p  # each unordered pair once
+            sources.append(p[later])
+            targets.append(q[later])
+    empty = torch.zeros(0, dtype=torch.int64, device=boxes_x.device)
+    return torch.cat(sources) if sources else empty, torch.cat(targets) if targets else empty
+
+
+def _resolve_edges(count: int, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """Greedy keep mask ``(count,)`` from "src suppresses dst if kept" edges (``src < dst``, score ranks)."""
+    keep = torch.ones(count, dtype=torch.bool, device=src.device)
+    for _ in range(_SWEEP_PASSES):
+        hit = torch.zeros_like(keep)
+        hit[dst[keep[src]]] = True
+        new_keep = ~hit
+        if torch.equal(new_keep, keep):
+            return keep
+        keep = new_keep
+    # a long suppression chain: finish with one sequential scan in score order over the sorted edge list
+    order = torch.argsort(src, stable=True)
+    src, dst = src[order], dst[order]
+    starts = torch.searchsorted(src, torch.arange(count + 1, device=src.device)).cpu().numpy()
+    dst_np, keep_np = dst.cpu().numpy(), np.ones(count, dtype=bool)
+    for i in range(count):
+        if keep_np[i]:
+            keep_np[dst_np[starts[i] : starts[i + 1]]] = False
+    return torch.from_numpy(keep_np).to(keep.device)
+
+
+def _greedy_sweep(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tensor | None:
+    """Keep mask for score-sorted boxes via the x1 sweep, or None when the sweep would test too many pairs."""
+    count = boxes_xyxy.shape[0]
+    if count < _SWEEP_MIN or not 0.0 <= iou_threshold or not bool(torch.isfinite(boxes_xyxy).all()):
+        return None
+    order_x = torch.sort(boxes_xyxy[:, 0], stable=True).indices  # x order -> score rank
+    boxes_x = boxes_xyxy[order_x]
+    reach = _sweep_reach(boxes_x, iou_threshold)
+    ends = torch.searchsorted(boxes_x[:, 0].double().contiguous(), reach.contiguous())  # first x1 >= reach
+    ends = torch.maximum(ends, torch.arange(1, count + 1, device=ends.device))
+    starts = torch.arange(0, count, _SWEEP_ROWS, device=ends.device)  # row runs of _SWEEP_ROWS in x order
+    stops = torch.nn.functional.pad(ends, (0, (-count) % _SWEEP_ROWS)).view(-1, _SWEEP_ROWS).amax(1)
+    sizes = (count - starts).clamp(max=_SWEEP_ROWS)
+    if float(((stops - starts) * sizes).sum()) > _SWEEP_MAX_FRACTION * count * count:
+        return None  # heavy overlap: the sweep would test too many pairs; the block method (few kept) is cheaper
+    p, q = _sweep_edges(boxes_x, iou_threshold, starts.tolist(), stops.tolist())
+    p, q = order_x[p], order_x[q]  # score ranks
+    return _resolve_edges(count, torch.minimum(p, q), torch.maximum(p, q))
+
+
 def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
     """Exact greedy non-maximum suppression.
 
@@ -92,7 +176,10 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
     if boxes_xyxy.shape[0] == 0:
         return torch.zeros(0, dtype=torch.int64, device=boxes_xyxy.device)
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
-    keep = _greedy_sorted(boxes_xyxy[order].float(), float(iou_threshold))
+    sorted_boxes = boxes_xyxy[order].float()
+    keep = _greedy_sweep(sorted_boxes, float(iou_threshold))
+    if keep is None:
+        keep = _greedy_sorted(sorted_boxes, float(iou_threshold))
     return order[keep]
 
 
@@ -103,7 +190,8 @@ def batched_nms(
 
     Follows the reference exactly: boxes are shifted by ``class_id * max_wh`` and one NMS runs on the shifted
     boxes. When every box fits in ``max_wh`` pixels (always, for real images) the shift makes cross-class IoU
-    zero, so the NMS is run per class instead, which gives the same answer with far less work.
+    zero, so the NMS is run per class instead, which gives the same answer with far less work (large inputs first
+    try one sweep over the shifted boxes, which never tests pairs of different classes).
 
     Returns:
         ``(K,)`` int64 kept indices sorted by decreasing score (ties: lower index first).
@@ -114,6 +202,11 @@ def batched_nms(
     xs = boxes_xyxy[:, [0, 2]]
     if not bool(xs.max() - xs.min() <= max_wh):
         return nms(shifted, scores, iou_threshold)
+    if boxes_xyxy.shape[0] >= _SWEEP_MIN:  # one sweep over the shifted boxes: classes are apart along x
+        order = torch.sort(scores, descending=True, stable=True).indices
+        keep = _greedy_sweep(shifted[order], float(iou_threshold))
+        if keep is not None:
+            return order[keep]
     keep_parts = []
     for class_id in torch.unique(class_ids):
         index = (class_ids == class_id).nonzero().squeeze(1)  # ascending input order

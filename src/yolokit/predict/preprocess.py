@@ -111,6 +111,7 @@ def preprocess(
     size = check_imgsz(imgsz, stride)
     same_shape = len({image.shape for image in images}) == 1
     boxed = [letterbox(image, size, auto=auto and same_shape, stride=stride)[0] for image in images]
-    batch = np.stack(boxed)  # (B, H, W, 3) BGR
-    batch = np.ascontiguousarray(batch[..., ::-1].transpose(0, 3, 1, 2))  # (B, 3, H, W) RGB
-    return torch.from_numpy(batch).float().div_(255.0)
+    batch = np.empty((len(boxed), 3, *boxed[0].shape[:2]), dtype=np.uint8)  # (B, 3, H, W) RGB
+    for index, image in enumerate(boxed):
+        batch[index] = image.transpose(2, 0, 1)[::-1]  # one copy per image: HWC BGR -> CHW RGB
+    return torch.from_numpy(batch).div(255.0)  # uint8 / 255 -> float32 in one pass (same values as .float() / 255)

@@ -78,3 +78,14 @@ def test_fuse_keeps_detections():
 def test_unknown_predict_setting_is_rejected():
     with pytest.raises(ConfigError, match="did you mean 'iou'"):
         YOLO("yolo26n.yaml").predict(str(IMAGE), iuo=0.5)
+
+
+def test_engines_give_the_same_detections():
+    model = YOLO(SHAPES)
+    boxes = {engine: model(str(IMAGE), imgsz=320, conf=0.05, engine=engine)[0].boxes.data
+             for engine in ("eager", "channels_last", "jit")}
+    assert boxes["eager"].shape == boxes["jit"].shape == boxes["channels_last"].shape
+    assert torch.allclose(boxes["eager"], boxes["jit"], atol=1e-3)
+    assert torch.allclose(boxes["eager"], boxes["channels_last"], atol=1e-3)
+    with pytest.raises(ConfigError, match="engine must be one of"):
+        model(str(IMAGE), engine="turbo")

@@ -38,6 +38,7 @@ class PredictConfig:
     batch: int = 1  # images per forward pass
     half: bool = False  # fp16 inference
     device: str = "cpu"
+    engine: str = "auto"  # auto | eager | channels_last | jit (traced + frozen per input shape, for long runs)
     stream: bool = False  # return a generator (constant memory) instead of a list
     vid_stride: int = 1  # use every n-th video frame
     save: bool = False  # save annotated images/videos
@@ -67,6 +68,7 @@ class ValConfig:
     end2end: bool | None = None
     half: bool = False
     device: str = "cpu"
+    engine: str = "auto"
     rect: bool = True  # rectangular (minimal padding) batches
     plots: bool = True
     save_json: bool = True

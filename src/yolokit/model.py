@@ -138,7 +138,7 @@ class YOLO:
         from yolokit.predict.predictor import Predictor
 
         cfg = make_config(PredictConfig, overrides, stream=stream)
-        predictor = Predictor(self._backend(cfg.device, cfg.half), cfg)
+        predictor = Predictor(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
         return predictor.stream(source) if cfg.stream else predictor.predict(source)
 
     __call__ = predict
@@ -152,7 +152,7 @@ class YOLO:
             if not data:
                 raise ConfigError("val needs a dataset: pass data='path/to/data.yaml'")
         cfg = make_config(ValConfig, overrides, data=str(data))
-        return validate(self._backend(cfg.device, cfg.half), cfg)
+        return validate(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
     def save(self, path: str | Path, half: bool = False) -> Path:
         """Save the weights with their metadata (``.safetensors`` or native ``.pt``, chosen by the suffix)."""
@@ -161,14 +161,14 @@ class YOLO:
         return save_weights(self.model, path, half=half, metadata=self.metadata or None)
 
     # --- internals --------------------------------------------------------------------------------------------
-    def _backend(self, device: str, half: bool) -> Any:
-        """The inference backend for (device, half), built once and reused while the model is unchanged."""
+    def _backend(self, device: str, half: bool, engine: str = "auto") -> Any:
+        """The inference backend for (device, half, engine), built once and reused while the model is unchanged."""
         from yolokit.predict.backend import TorchBackend
 
         # Parameters' in-place version counters move on load_state_dict, optimizer steps and fuse(): a changed
         # model gets a fresh backend instead of a stale fused copy.
         state = sum(int(t._version) for t in self.model.state_dict(keep_vars=True).values())
-        key = (device, half, id(self.model), state)
+        key = (device, half, engine, id(self.model), state)
         if key not in self._backends:
-            self._backends = {key: TorchBackend(self.model, device=device, half=half)}
+            self._backends = {key: TorchBackend(self.model, device=device, half=half, engine=engine)}
         return self._backends[key]

@@ -3,7 +3,7 @@
     python benchmarks/predict.py [--models yolov8n yolo11n yolo26n] [--weights a.pt b.safetensors]
                                  [--imgsz 640] [--batch-sizes 1 8] [--runs 20] [--warmup 3]
                                  [--engine auto eager jit] [--reference-json results/reference_predict.json]
-                                 [--compare-reference /path/to/venv/bin/python]
+                                 [--threads N]
 
 Models are random-init networks built from the shipped specs (speed does not depend on the weights' values,
 except postprocessing, which depends on how many boxes pass the confidence threshold), or the given weights files.
@@ -22,8 +22,6 @@ in a separate environment) adds the reference's end-to-end median for the same m
 speed-up ``ref e2e / e2e``; rows are matched by model name (``yolov8n-random`` matches ``yolov8n``), mode, imgsz
 and batch.
 
-``--compare-reference`` times the reference implementation installed in a *separate* Python environment (never a
-dependency of yolokit) on the same image and settings; skipped when that interpreter or package is missing.
 Prints a table and writes benchmarks/results/predict.json.
 """
 
@@ -34,9 +32,7 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,32 +44,6 @@ from yolokit.predict.backend import ENGINES, TorchBackend
 from yolokit.predict.predictor import Predictor
 
 STAGES = ("preprocess", "inference", "postprocess")
-
-REFERENCE_PROBE = """
-import json, statistics, sys, time
-import numpy as np
-from ultralytics import YOLO
-image = np.load(sys.argv[1])
-runs, imgsz = int(sys.argv[2]), int(sys.argv[3])
-rows = []
-for name in sys.argv[4:]:
-    model = YOLO(name + ".yaml")  # random init from the spec: no download
-    for batch in (1, 8):
-        images = [image] * batch
-        for _ in range(2):
-            model.predict(images, imgsz=imgsz, verbose=False)
-        walls, stages = [], []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            results = model.predict(images, imgsz=imgsz, verbose=False)
-            walls.append((time.perf_counter() - t0) * 1000 / batch)
-            stages.append(results[0].speed)
-        row = {k: statistics.median(s[k] for s in stages) for k in ("preprocess", "inference", "postprocess")}
-        row.update(model=name, batch=batch, e2e=statistics.median(walls))
-        rows.append(row)
-print(json.dumps(rows))
-"""
-
 
 def synthetic_image(seed: int = 0) -> np.ndarray:
     """A 810x1080 BGR image with smooth gradients and a few solid shapes (not pure noise)."""
@@ -145,23 +115,6 @@ def attach_reference(row: dict, reference: dict[tuple, dict], imgsz: int) -> Non
         row.update(ref_e2e=match["e2e"], ref_inference=match["inference"], speedup=match["e2e"] / row["e2e"])
 
 
-def reference_rows(python: str, image: np.ndarray, args: argparse.Namespace) -> list[dict] | None:
-    if not python or not Path(python).exists():
-        print(f"reference comparison skipped: no interpreter at {python!r}")
-        return None
-    with tempfile.TemporaryDirectory() as tmp:
-        image_path = Path(tmp) / "image.npy"
-        np.save(image_path, image)
-        names = list(args.models)
-        done = subprocess.run([python, "-c", REFERENCE_PROBE, str(image_path), str(args.runs), str(args.imgsz), *names],
-                              capture_output=True, text=True, cwd=tmp)
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        print(f"reference comparison skipped: {last}")
-        return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def print_table(rows: list[dict], title: str) -> None:
     print(f"\n{title}")
     header = (f"{'model':<16} {'mode':<5} {'engine':<13} {'batch':>5} {'pre ms':>7} {'infer ms':>9} {'post ms':>8} "
@@ -187,7 +140,8 @@ def main() -> int:
                         help="TorchBackend engine(s); several are timed alternately in one process")
     parser.add_argument("--reference-json", default=str(Path(__file__).parent / "results" / "reference_predict.json"),
                         help="reference timings to compare with (skipped when the file does not exist)")
-    parser.add_argument("--compare-reference", default="", metavar="PYTHON")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: one per physical core); the reference defaults to 1 here")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "predict.json"))
     args = parser.parse_args()
 
@@ -195,7 +149,7 @@ def main() -> int:
     reference = load_reference(args.reference_json)
     rows = []
     for name, model in build_models(args):
-        backends = {engine: TorchBackend(model, engine=engine) for engine in args.engine}
+        backends = {engine: TorchBackend(model, engine=engine, num_threads=args.threads) for engine in args.engine}
         modes = [("nms", True), ("e2e", False)] if model.end2end else [("nms", True)]
         for mode, nms in modes:
             for batch in args.batch_sizes:
@@ -208,11 +162,6 @@ def main() -> int:
     print_table(rows, f"yolokit predict, imgsz {args.imgsz}, 1080x810 input, torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads, median of {args.runs}"
                       + (f"; reference: {args.reference_json}" if reference else ""))
-    probe = reference_rows(args.compare_reference, image, args) if args.compare_reference else None
-    if probe:
-        for row in probe:
-            row.setdefault("mode", "nms")
-        print_table(probe, "reference implementation (separate environment), same image and settings")
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
             "processor": platform.processor(), "python": sys.version.split()[0], "imgsz": args.imgsz,
@@ -220,7 +169,7 @@ def main() -> int:
             "reference_json": args.reference_json if reference else None}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "reference_probe": probe}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -81,7 +81,8 @@ def test_data_synth_then_val_writes_table_json_and_plots(capsys, tmp_path, monke
     assert "mAP50-95" in out and "rectangle" in out and "Speed:" in out
     run = tmp_path / "runs" / "val"
     metrics = json.loads((run / "metrics.json").read_text())
-    assert 0.0 <= metrics["map"] <= 1.0 if "map" in metrics else True
+    assert 0.0 < metrics["metrics"]["map"] <= metrics["metrics"]["map50"] <= 1.0
+    assert metrics["num_images"] == 8 and [c["name"] for c in metrics["per_class"]][:1] == ["rectangle"]
     pngs = {p.name for p in run.glob("*.png")}
     assert {"confusion_matrix.png", "PR_curve.png", "F1_curve.png"} <= pngs
 

@@ -38,7 +38,7 @@ class PredictConfig:
     batch: int = 1  # images per forward pass
     half: bool = False  # fp16 inference
     device: str = "cpu"
-    engine: str = "auto"  # auto | eager | channels_last | jit (traced + frozen per input shape, for long runs)
+    engine: str = "auto"  # auto | eager | channels_last | jit (traced + frozen per shape) | onnxruntime (CPU)
     stream: bool = False  # return a generator (constant memory) instead of a list
     vid_stride: int = 1  # use every n-th video frame
     save: bool = False  # save annotated images/videos

@@ -163,12 +163,30 @@ class YOLO:
     # --- internals --------------------------------------------------------------------------------------------
     def _backend(self, device: str, half: bool, engine: str = "auto") -> Any:
         """The inference backend for (device, half, engine), built once and reused while the model is unchanged."""
-        from yolokit.predict.backend import TorchBackend
-
         # Parameters' in-place version counters move on load_state_dict, optimizer steps and fuse(): a changed
-        # model gets a fresh backend instead of a stale fused copy.
-        state = sum(int(t._version) for t in self.model.state_dict(keep_vars=True).values())
-        key = (device, half, engine, id(self.model), state)
+        # model gets fresh backends instead of a stale fused copy; backends of other engines are kept meanwhile.
+        state = (id(self.model), sum(int(t._version) for t in self.model.state_dict(keep_vars=True).values()))
+        self._backends = {k: v for k, v in self._backends.items() if k[-1] == state}
+        key = (device, half, engine, state)
         if key not in self._backends:
-            self._backends = {key: TorchBackend(self.model, device=device, half=half, engine=engine)}
+            self._backends[key] = _make_backend(self.model, device, half, engine)
         return self._backends[key]
+
+
+def _make_backend(model: DetectionModel, device: str, half: bool, engine: str) -> Any:
+    """A TorchBackend for the torch engines, or an OnnxRuntimeBackend for ``engine='onnxruntime'`` (CPU, fp32)."""
+    from yolokit.predict.backend import ENGINES, TorchBackend
+
+    if engine not in (*ENGINES, "onnxruntime"):
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, onnxruntime, got {engine!r}: "
+                          "pass e.g. engine='auto'")
+    if engine != "onnxruntime":
+        return TorchBackend(model, device=device, half=half, engine=engine)
+    if str(device) != "cpu":
+        raise ConfigError(f"engine='onnxruntime' runs on the CPU, got device={device!r}: pass device='cpu' or "
+                          "engine='auto'")
+    if half:
+        LOGGER.warning("half=True is not supported by engine='onnxruntime'; running in fp32")
+    from yolokit.export.runtime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend.from_model(model)

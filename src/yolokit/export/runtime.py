@@ -1,0 +1,184 @@
+"""``OnnxRuntimeBackend``: an ONNX Runtime (CPU) inference backend with the ``TorchBackend`` surface.
+
+``backend(batch (B, 3, H, W) float in [0, 1]) -> Tensor`` (float32 ``(B, 4+nc, A)`` xywh + probabilities, or
+``(B, K, 6)`` rows with the YOLO26 NMS-free head) plus ``stride``, ``names``, ``dynamic``, ``end2end``,
+``set_nms_free(flag)`` and ``warmup(imgsz)``, so the predictor and the validator run it unchanged.
+
+Two ways to build one:
+
+- ``OnnxRuntimeBackend.from_model(model)``: exports the model in memory (default head now; the YOLO26 NMS-free
+  head only when ``set_nms_free(True)`` is first used) — what ``YOLO(...).predict(..., engine="onnxruntime")`` uses.
+- ``OnnxRuntimeBackend(source)``: an ``.onnx`` file (path or bytes) written by :func:`yolokit.export.onnx.
+  export_onnx`; names, stride and head come from its ``metadata_props``. Such a file holds one head only.
+
+Threads: ``intra_op_num_threads`` = ``num_threads`` if given, else ``OMP_NUM_THREADS`` when set, else the physical
+cores (:func:`yolokit.predict.backend.physical_cores`); graph optimisation level ALL; ``CPUExecutionProvider``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from yolokit.errors import ConfigError, ExportError
+from yolokit.export.onnx import INPUT_NAME, decode_metadata, export_onnx, prepare_for_export, require
+
+__all__ = ["OnnxRuntimeBackend", "session_threads"]
+
+logger = logging.getLogger(__name__)
+
+
+def session_threads(num_threads: int | None = None) -> int:
+    """Intra-op threads for a session: ``num_threads``, else ``OMP_NUM_THREADS`` when set, else physical cores."""
+    from yolokit.predict.backend import physical_cores
+
+    if num_threads is not None:
+        if int(num_threads) < 1:
+            raise ConfigError(f"num_threads must be >= 1, got {num_threads}: pass e.g. num_threads=4")
+        return int(num_threads)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return physical_cores()
+
+
+def _session(model_bytes: bytes, threads: int) -> Any:
+    """A CPU ``InferenceSession`` on ``model_bytes`` with ``threads`` intra-op threads and full graph optimisation."""
+    ort = require("onnxruntime")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - ORT raises its own exception types for bad graphs
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"ONNX Runtime cannot load the model ({first}): re-export it with "
+                          "yolokit.export.onnx.export_onnx") from error
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime CPU backend (see the module docstring).
+
+    Args:
+        source: an ONNX model as a file path or bytes, exported by ``export_onnx`` (its metadata is required).
+        num_threads: intra-op threads (default: ``OMP_NUM_THREADS`` when set, else physical cores).
+    """
+
+    device = torch.device("cpu")
+    half = False
+    dtype = torch.float32
+    engine = "onnxruntime"
+
+    def __init__(self, source: str | Path | bytes, num_threads: int | None = None) -> None:
+        data = source if isinstance(source, bytes) else self._read(Path(source))
+        self.num_threads = session_threads(num_threads)
+        self._model: Any = None  # set by from_model: exports the other head on demand
+        self._sessions: dict[bool, Any] = {}
+        session = _session(data, self.num_threads)
+        meta = decode_metadata(dict(session.get_modelmeta().custom_metadata_map))
+        for key in ("names", "stride", "nms_free", "end2end", "imgsz", "dynamic", "max_det"):
+            if key not in meta:
+                raise ExportError(f"ONNX model has no yolokit metadata '{key}' (not written by yolokit's "
+                                  "export_onnx): re-export it with yolokit.export.onnx.export_onnx")
+        self.metadata: dict[str, Any] = meta
+        self._sessions[bool(meta["nms_free"])] = session
+        self.nms_free = bool(meta["nms_free"])
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as error:
+            raise ExportError(f"cannot read ONNX model {path} ({error.strerror}): pass an existing .onnx file") \
+                from error
+
+    @classmethod
+    def from_model(cls, model: Any, num_threads: int | None = None,
+                   imgsz: int | Sequence[int] = 640) -> OnnxRuntimeBackend:
+        """Export ``model`` (a ``DetectionModel``) in memory with dynamic shapes and build a backend on it.
+
+        The caller's model is not changed; a fused private copy is kept to export the NMS-free head on demand.
+        """
+        require("onnxruntime")  # fail before spending a second on the export
+        private = prepare_for_export(model, nms_free=False)
+        backend = cls(export_onnx(private, imgsz=imgsz, dynamic=True), num_threads=num_threads)
+        backend._model = private
+        return backend
+
+    @property
+    def stride(self) -> int:
+        """Largest stride of the model (input sides must be multiples of it)."""
+        return int(max(float(s) for s in self.metadata["stride"]))
+
+    @property
+    def names(self) -> dict[int, str]:
+        return dict(self.metadata["names"])
+
+    @property
+    def end2end(self) -> bool:
+        return bool(self.metadata["end2end"])
+
+    @property
+    def dynamic(self) -> bool:
+        """True when any multiple of ``stride`` is accepted (exported with dynamic height/width)."""
+        return bool(self.metadata["dynamic"])
+
+    @property
+    def session(self) -> Any:
+        """The ``InferenceSession`` of the current head."""
+        return self._sessions[self.nms_free]
+
+    def set_nms_free(self, flag: bool) -> None:
+        """Select the YOLO26 one-to-one head (``(B, K, 6)`` output, no NMS) or the default one-to-many head."""
+        flag = bool(flag)
+        if flag and not self.end2end:
+            raise ConfigError("nms=False (end-to-end, NMS-free) needs a YOLO26 model with a one-to-one head; "
+                              "this model has none: keep nms=True")
+        if flag not in self._sessions:
+            if self._model is None:
+                exported = "nms_free=True" if self.nms_free else "nms_free=False"
+                raise ConfigError(f"this ONNX file holds only the head exported with {exported}, got nms="
+                                  f"{not flag}: pass nms={not self.nms_free} or re-export with nms_free={flag}")
+            data = export_onnx(self._model, imgsz=self.metadata["imgsz"], dynamic=self.dynamic, nms_free=flag)
+            self._sessions[flag] = _session(data, self.num_threads)
+        self.nms_free = flag
+
+    def _check(self, batch: torch.Tensor) -> None:
+        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"backend: expected a (B, 3, H, W) tensor, got {getattr(batch, 'shape', type(batch))}")
+        h, w = int(batch.shape[2]), int(batch.shape[3])
+        if h % self.stride or w % self.stride:
+            raise ValueError(f"backend: input sides must be multiples of {self.stride}, got {(h, w)}")
+        if not self.dynamic and [h, w] != list(self.metadata["imgsz"]):
+            raise ConfigError(f"this ONNX model takes a fixed {tuple(self.metadata['imgsz'])} input, got "
+                             f"{(h, w)}: pass that imgsz or export with dynamic=True")
+        if self.nms_free:
+            anchors = sum((h // int(s)) * (w // int(s)) for s in self.metadata["stride"])
+            if anchors < int(self.metadata["max_det"]):
+                raise ConfigError(f"the exported NMS-free head takes the top {self.metadata['max_det']} of "
+                                 f"{anchors} anchors at {(h, w)}: use a larger imgsz or engine='auto'")
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """``(B, 3, H, W)`` float in [0, 1] -> float32 ``(B, 4+nc, A)`` xywh + probabilities, or ``(B, K, 6)``."""
+        self._check(batch)
+        array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
+        output = self.session.run(None, {INPUT_NAME: array})[0]
+        return torch.from_numpy(np.asarray(output, dtype=np.float32))
+
+    def warmup(self, imgsz: int | Sequence[int] = 640, batch: int = 1) -> None:
+        """Run one forward pass on zeros (ONNX Runtime allocates its buffers and kernels on the first run)."""
+        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[-1])
+        self(torch.zeros(batch, 3, h, w))
+
+    def __repr__(self) -> str:
+        return (f"OnnxRuntimeBackend(threads={self.num_threads}, stride={self.stride}, dynamic={self.dynamic}, "
+                f"end2end={self.end2end}, nms_free={self.nms_free})")

@@ -12,7 +12,7 @@ Each row is the median over ``--runs`` calls of ``Predictor.predict`` on a batch
 times are the predictor's own per-image means, end-to-end is the wall time of the call divided by the batch.
 YOLO26 is measured with NMS (the default head) and end-to-end (``nms=False``).
 
-``--engine`` takes one or more ``TorchBackend`` engines (``auto``, ``eager``, ``channels_last``, ``jit``). With several,
+``--engine`` takes one or more engines (``auto``, ``eager``, ``channels_last``, ``jit``, ``onnxruntime``). With several,
 the timed calls of the engines alternate (A, B, A, B, ...) in one process, so load from other processes on a shared
 machine hits all of them alike; compare the medians (and ``e2e_min``, the best call). The ``jit`` engine traces
 during the warm-up calls (the one-time trace cost is not in the table).
@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -115,6 +116,15 @@ def attach_reference(row: dict, reference: dict[tuple, dict], imgsz: int) -> Non
         row.update(ref_e2e=match["e2e"], ref_inference=match["inference"], speedup=match["e2e"] / row["e2e"])
 
 
+def make_backend(model: torch.nn.Module, engine: str, threads: int | None) -> Any:
+    """A TorchBackend for the torch engines, an OnnxRuntimeBackend (in-memory export) for ``onnxruntime``."""
+    if engine == "onnxruntime":
+        from yolokit.export.runtime import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend.from_model(model, num_threads=threads)
+    return TorchBackend(model, engine=engine, num_threads=threads)
+
+
 def print_table(rows: list[dict], title: str) -> None:
     print(f"\n{title}")
     header = (f"{'model':<16} {'mode':<5} {'engine':<13} {'batch':>5} {'pre ms':>7} {'infer ms':>9} {'post ms':>8} "
@@ -136,7 +146,7 @@ def main() -> int:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--engine", nargs="+", default=["auto"], choices=ENGINES,
+    parser.add_argument("--engine", nargs="+", default=["auto"], choices=(*ENGINES, "onnxruntime"),
                         help="TorchBackend engine(s); several are timed alternately in one process")
     parser.add_argument("--reference-json", default=str(Path(__file__).parent / "results" / "reference_predict.json"),
                         help="reference timings to compare with (skipped when the file does not exist)")
@@ -149,7 +159,7 @@ def main() -> int:
     reference = load_reference(args.reference_json)
     rows = []
     for name, model in build_models(args):
-        backends = {engine: TorchBackend(model, engine=engine, num_threads=args.threads) for engine in args.engine}
+        backends = {engine: make_backend(model, engine, args.threads) for engine in args.engine}
         modes = [("nms", True), ("e2e", False)] if model.end2end else [("nms", True)]
         for mode, nms in modes:
             for batch in args.batch_sizes:

@@ -3,6 +3,7 @@
     model = YOLO("yolo26n.yaml")            # shipped spec, random init (scale from the name)
     model = YOLO("best.pt")                 # reference (Ultralytics) checkpoint, imported without executing code
     model = YOLO("yolo26n.safetensors")     # native weights with metadata
+    model = YOLO("yolo26n.pt")              # published name or URL: downloaded once to the cache, then imported
     model.info()
     results = model("bus.jpg", conf=0.5)
     metrics = model.val(data="data.yaml")
@@ -35,7 +36,8 @@ class YOLO:
 
     Args:
         source: a shipped spec name (``"yolo26n.yaml"``, ``"yolov8s.yaml"``), a spec YAML path, a weights file
-            (``.safetensors``, native ``.pt`` or a reference ``.pt``; the format is detected from the content), or a
+            (``.safetensors``, native ``.pt`` or a reference ``.pt``; the format is detected from the content), a
+            published weights name (``"yolo26n.pt"``) or an ``http(s)://`` URL (downloaded to the cache), or a
             ``DetectionModel`` instance.
         num_classes: override the class count when building from a spec.
     """

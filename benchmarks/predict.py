@@ -39,26 +39,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from reference_predict import synthetic_image  # the same input image on both sides (numpy only)
 
 from yolokit.config import PredictConfig
 from yolokit.predict.backend import ENGINES, TorchBackend
 from yolokit.predict.predictor import Predictor
 
 STAGES = ("preprocess", "inference", "postprocess")
-
-def synthetic_image(seed: int = 0) -> np.ndarray:
-    """A 810x1080 BGR image with smooth gradients and a few solid shapes (not pure noise)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:810, 0:1080]
-    image = np.stack([(x * 255 // 1080), (y * 255 // 810), ((x + y) * 255 // 1890)], -1).astype(np.uint8)
-    for _ in range(12):
-        x1, y1 = int(rng.integers(0, 900)), int(rng.integers(0, 650))
-        color = tuple(int(c) for c in rng.integers(0, 256, 3))
-        cv2.rectangle(image, (x1, y1), (x1 + int(rng.integers(40, 180)), y1 + int(rng.integers(40, 160))), color, -1)
-    return image
-
 
 def build_models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
     if args.weights:

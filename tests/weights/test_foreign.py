@@ -272,13 +272,18 @@ def test_crc_mismatch_is_reported(tmp_path: pathlib.Path) -> None:
     assert_one_line(exc, path)
 
 
-def test_tensor_outside_its_storage(tmp_path: pathlib.Path) -> None:
-    weight = rebuild(StorageRef("0", numel=4), 2, (3,), (1,))
+@pytest.mark.parametrize("offset,size,stride,message", [
+    (2, (3,), (1,), "needs 5 elements but storage '0' holds 4"),  # runs past the end of its storage
+    (0, (2**50,), (0,), "implausibly large"),  # a zero-stride view would "hold" 2**50 floats
+])
+def test_bad_tensor_view_is_refused(tmp_path: pathlib.Path, offset: int, size: tuple, stride: tuple,
+                                    message: str) -> None:
+    weight = rebuild(StorageRef("0", numel=4), offset, size, stride)
     conv = module("torch.nn.modules.conv", "Conv2d", params={"weight": weight})
     seq = module("torch.nn.modules.container", "Sequential", children={"0": conv})
     ckpt = {"model": module("ultralytics.nn.tasks", "DetectionModel", children={"model": seq}, yaml={"nc": 1})}
-    path = write_archive(tmp_path / "oob.pt", torch_layout(pickle_bytes(ckpt), {"0": bytes(16)}))
-    with pytest.raises(WeightsError, match="needs 5 elements but storage '0' holds 4") as exc:
+    path = write_archive(tmp_path / "view.pt", torch_layout(pickle_bytes(ckpt), {"0": bytes(16)}))
+    with pytest.raises(WeightsError, match=message) as exc:
         read_ultralytics(path)
     assert_one_line(exc, path)
 
@@ -417,17 +422,6 @@ def test_rebuild_tensor_v3_over_untyped_storage(tmp_path: pathlib.Path) -> None:
     state_dict, _ = read_ultralytics(path)
     assert state_dict["model.0.weight"].dtype == torch.float32
     assert state_dict["model.0.weight"].tolist() == values.astype(np.float32).tolist()
-
-
-def test_implausible_tensor_view_is_refused(tmp_path: pathlib.Path) -> None:
-    weight = rebuild(StorageRef("0", numel=4), 0, (2**50,), (0,))  # a zero-stride view would "hold" 2**50 floats
-    conv = module("torch.nn.modules.conv", "Conv2d", params={"weight": weight})
-    seq = module("torch.nn.modules.container", "Sequential", children={"0": conv})
-    ckpt = {"model": module("ultralytics.nn.tasks", "DetectionModel", children={"model": seq}, yaml={"nc": 1})}
-    path = write_archive(tmp_path / "huge.pt", torch_layout(pickle_bytes(ckpt), {"0": bytes(16)}))
-    with pytest.raises(WeightsError, match="implausibly large") as exc:
-        read_ultralytics(path)
-    assert_one_line(exc, path)
 
 
 def test_container_opcodes_only_fill_real_containers(tmp_path: pathlib.Path) -> None:

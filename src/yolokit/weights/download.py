@@ -95,7 +95,7 @@ class _NoBar:
 
 
 @contextlib.contextmanager
-def _bar(enabled: bool, total: int | None, name: str):  # noqa: ANN202
+def _bar(enabled: bool, total: int | None, name: str):
     if not enabled:
         yield _NoBar()
         return

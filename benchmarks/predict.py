@@ -29,17 +29,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from reference_predict import synthetic_image  # the same input image on both sides (numpy only)
+from reference_predict import synthetic_image, write_results  # shared with the reference side (no yolokit)
 
 from yolokit.config import PredictConfig
 from yolokit.predict.backend import ENGINES, TorchBackend
@@ -159,15 +157,9 @@ def main() -> int:
     print_table(rows, f"yolokit predict, imgsz {args.imgsz}, 1080x810 input, torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads, median of {args.runs}"
                       + (f"; reference: {args.reference_json}" if reference else ""))
-    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
-            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "processor": platform.processor(), "python": sys.version.split()[0], "imgsz": args.imgsz,
-            "runs": args.runs, "warmup": args.warmup, "engines": args.engine, "input_hw": [810, 1080],
+    meta = {"processor": platform.processor(), "imgsz": args.imgsz, "engines": args.engine, "input_hw": [810, 1080],
             "reference_json": args.reference_json if reference else None}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+    write_results(args.out, meta, rows, args)
     return 0
 
 

@@ -56,6 +56,20 @@ def synthetic_image(seed: int = 0):
     return image
 
 
+def write_results(out: str | Path, meta: dict, rows: list[dict], args: argparse.Namespace) -> Path:
+    """Write ``{"meta", "rows"}`` JSON with the machine facts both benchmark scripts record, and say where."""
+    import torch
+
+    common = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "machine": platform.machine(),
+              "python": sys.version.split()[0], "runs": args.runs, "warmup": args.warmup}
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"meta": {**common, **meta}, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+    return path
+
+
 def modes_for(model) -> list[tuple[str, dict]]:
     """Modes and their predict kwargs: 'nms' always, plus 'e2e' (nms=False) when the head has an NMS-free branch.
 
@@ -164,20 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows, f"reference predict ({ultralytics.__version__}), 1080x810 input, torch {torch.__version__}, "
                       f"threads {args.threads or 'reference default'}, conf {args.conf}, median of {args.runs}"
                       + (f", best of {args.repeat} repeats" if args.repeat > 1 else ""))
-    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "reference": "ultralytics",
-            "reference_version": ultralytics.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "threads": torch.get_num_threads(), "threads_arg": args.threads, "cpu_count": os.cpu_count(),
-            "machine": platform.machine(),
-            "python": sys.version.split()[0], "imgsz": args.imgsz, "runs": args.runs, "warmup": args.warmup,
-            "repeat": args.repeat,
-            "conf": args.conf, "iou": args.iou, "max_det": args.max_det, "input_hw": list(image.shape[:2]),
+    meta = {"reference": "ultralytics", "reference_version": ultralytics.__version__, "numpy": np.__version__,
+            "threads_arg": args.threads, "imgsz": args.imgsz, "repeat": args.repeat, "conf": args.conf,
+            "iou": args.iou, "max_det": args.max_det, "input_hw": list(image.shape[:2]),
             "image_md5": hashlib.md5(image.tobytes()).hexdigest(), "load_avg_start": load_start,
-            "load_avg_end": list(os.getloadavg()),
-            "weights": [str(Path(w).resolve()) for w in args.weights]}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    print(f"wrote {out}")
+            "load_avg_end": list(os.getloadavg()), "weights": [str(Path(w).resolve()) for w in args.weights]}
+    write_results(args.out, meta, rows, args)
     return 0
 
 

@@ -19,6 +19,18 @@ def test_dfl_fixed_weight_and_expectation():
     assert torch.allclose(uniform, torch.full((1, 4, 1), 7.5))
 
 
+def test_dfl_equals_the_definition_per_side_and_anchor():
+    torch.manual_seed(0)
+    x = torch.randn(2, 64, 7, dtype=torch.float64) * 3
+    got = DFL(16).double()(x)
+    for b in range(2):
+        for side in range(4):
+            for a in range(7):
+                logits = x[b, side * 16:(side + 1) * 16, a]  # channel = side * 16 + bin
+                expected = (logits.softmax(0) * torch.arange(16, dtype=torch.float64)).sum()
+                assert abs(got[b, side, a].item() - expected.item()) < 1e-12
+
+
 def test_detect_v8_legacy_widths():
     head = Detect(80, 16, False, (64, 128, 256), legacy=True)
     assert head.cv2[0][0].conv.out_channels == 64 and head.cv2[0][2].out_channels == 64

@@ -40,7 +40,7 @@ import torch
 from reference_predict import synthetic_image, write_results  # shared with the reference side (no yolokit)
 
 from yolokit.config import PredictConfig
-from yolokit.predict.backend import ENGINES, TorchBackend
+from yolokit.predict.backend import ALL_ENGINES, create_backend
 from yolokit.predict.predictor import Predictor
 
 STAGES = ("preprocess", "inference", "postprocess")
@@ -57,7 +57,7 @@ def build_models(args: argparse.Namespace) -> list[tuple[str, torch.nn.Module]]:
     return [(name, build_model(load_spec(f"{name}.yaml"))) for name in args.models]
 
 
-def measure(backends: dict[str, TorchBackend], image: np.ndarray, batch: int, nms: bool,
+def measure(backends: dict[str, Any], image: np.ndarray, batch: int, nms: bool,
             args: argparse.Namespace) -> dict[str, dict]:
     """One row per engine; the engines' timed calls alternate so shared-machine noise hits them alike."""
     config = PredictConfig(imgsz=args.imgsz, batch=batch, nms=nms, verbose=False)
@@ -101,15 +101,6 @@ def attach_reference(row: dict, reference: dict[tuple, dict], imgsz: int) -> Non
         row.update(ref_e2e=match["e2e"], ref_inference=match["inference"], speedup=match["e2e"] / row["e2e"])
 
 
-def make_backend(model: torch.nn.Module, engine: str, threads: int | None) -> Any:
-    """A TorchBackend for the torch engines, an OnnxRuntimeBackend (in-memory export) for ``onnxruntime``."""
-    if engine == "onnxruntime":
-        from yolokit.export.runtime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend.from_model(model, num_threads=threads)
-    return TorchBackend(model, engine=engine, num_threads=threads)
-
-
 def print_table(rows: list[dict], title: str) -> None:
     print(f"\n{title}")
     header = (f"{'model':<16} {'mode':<5} {'engine':<13} {'batch':>5} {'pre ms':>7} {'infer ms':>9} {'post ms':>8} "
@@ -131,8 +122,8 @@ def main() -> int:
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 8])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--engine", nargs="+", default=["auto"], choices=(*ENGINES, "onnxruntime"),
-                        help="TorchBackend engine(s); several are timed alternately in one process")
+    parser.add_argument("--engine", nargs="+", default=["auto"], choices=ALL_ENGINES,
+                        help="engine(s) as in create_backend; several are timed alternately in one process")
     parser.add_argument("--reference-json", default=str(Path(__file__).parent / "results" / "reference_predict.json"),
                         help="reference timings to compare with (skipped when the file does not exist)")
     parser.add_argument("--threads", type=int, default=None,
@@ -144,7 +135,7 @@ def main() -> int:
     reference = load_reference(args.reference_json)
     rows = []
     for name, model in build_models(args):
-        backends = {engine: make_backend(model, engine, args.threads) for engine in args.engine}
+        backends = {engine: create_backend(model, engine=engine, num_threads=args.threads) for engine in args.engine}
         modes = [("nms", True), ("e2e", False)] if model.end2end else [("nms", True)]
         for mode, nms in modes:
             for batch in args.batch_sizes:

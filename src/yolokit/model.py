@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.models.detector import DetectionModel
     from yolokit.predict.results import Results
 
-LOGGER = logging.getLogger(__name__)
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
@@ -171,24 +169,7 @@ class YOLO:
         self._backends = {k: v for k, v in self._backends.items() if k[-1] == state}
         key = (device, half, engine, state)
         if key not in self._backends:
-            self._backends[key] = _make_backend(self.model, device, half, engine)
+            from yolokit.predict.backend import create_backend
+
+            self._backends[key] = create_backend(self.model, device, half, engine)
         return self._backends[key]
-
-
-def _make_backend(model: DetectionModel, device: str, half: bool, engine: str) -> Any:
-    """A TorchBackend for the torch engines, or an OnnxRuntimeBackend for ``engine='onnxruntime'`` (CPU, fp32)."""
-    from yolokit.predict.backend import ENGINES, TorchBackend
-
-    if engine not in (*ENGINES, "onnxruntime"):
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, onnxruntime, got {engine!r}: "
-                          "pass e.g. engine='auto'")
-    if engine != "onnxruntime":
-        return TorchBackend(model, device=device, half=half, engine=engine)
-    if str(device) != "cpu":
-        raise ConfigError(f"engine='onnxruntime' runs on the CPU, got device={device!r}: pass device='cpu' or "
-                          "engine='auto'")
-    if half:
-        LOGGER.warning("half=True is not supported by engine='onnxruntime'; running in fp32")
-    from yolokit.export.runtime import OnnxRuntimeBackend
-
-    return OnnxRuntimeBackend.from_model(model)

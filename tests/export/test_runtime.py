@@ -110,7 +110,7 @@ def test_missing_onnxruntime_names_the_install_command(monkeypatch):
 def test_predict_through_the_facade_matches_torch(name, nms):
     model = YOLO(weights(name))
     args = {"imgsz": 320, "conf": 0.05, "nms": nms, "verbose": False}
-    expected = model.predict(IMAGES, engine="auto", **args)
+    expected = model.predict(IMAGES, engine="channels_last", **args)
     got = model.predict(IMAGES, engine="onnxruntime", **args)
     assert sum(len(r) for r in expected) > 4  # the fixture finds shapes in these images
     for e, g in zip(expected, got, strict=True):
@@ -137,7 +137,7 @@ def test_val_through_the_facade_matches_torch(tmp_path):
     args = {"imgsz": 320, "batch": 2, "plots": False, "save_json": False, "verbose": False,
             "project": str(tmp_path / "runs")}
     for nms in (True, False):  # NMS on the one-to-many head, then the NMS-free one-to-one head
-        expected = model.val(data, engine="auto", nms=nms, **args)
+        expected = model.val(data, engine="channels_last", nms=nms, **args)
         got = model.val(data, engine="onnxruntime", nms=nms, **args)
         assert expected.num_images == got.num_images == 4
         assert expected.map50 > 0.05  # a real score to compare, not zero against zero

@@ -1,4 +1,4 @@
-"""File helpers: atomic writes (temp file + fsync + rename), sha256, numbered run directories."""
+"""File helpers: atomic writes (temp file + fsync + rename), sha256, numbered run directories, the cache root."""
 
 from __future__ import annotations
 
@@ -10,6 +10,13 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+CACHE_ENV = "YOLOKIT_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    """yolokit's cache folder: ``$YOLOKIT_CACHE_DIR``, else ``~/.cache/yolokit`` (downloads, exported graphs)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolokit")
 
 
 @contextlib.contextmanager

@@ -22,17 +22,15 @@ from pathlib import Path
 from yolokit.errors import WeightsError
 from yolokit.utils.dist import is_main_process
 from yolokit.utils.http import content_length, copy_body, open_url
-from yolokit.utils.io import sha256_file
+from yolokit.utils.io import cache_root, sha256_file
 
 LOGGER = logging.getLogger(__name__)
-CACHE_ENV = "YOLOKIT_CACHE_DIR"
 MAX_DOWNLOAD_BYTES = 4 * 2**30
 
 
 def cache_dir() -> Path:
     """Folder of downloaded weights: ``$YOLOKIT_CACHE_DIR/weights`` or ``~/.cache/yolokit/weights``."""
-    root = os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolokit"
-    return Path(root) / "weights"
+    return cache_root() / "weights"
 
 
 def download_weights(url: str, *, sha256: str | None = None, dest: str | Path | None = None, timeout: float = 30.0,

@@ -145,7 +145,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="which heads to time (e2e only applies to models with an NMS-free head)")
     parser.add_argument("--image", default="", help="a .npy (H, W, 3) uint8 BGR image instead of the synthetic one")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "reference_predict.json"))
+    parser.add_argument("--serve", action="store_true",
+                        help="worker mode for paired_reference.py: time one call per JSON request on stdin")
     return parser.parse_args(argv)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Worker mode for benchmarks/paired_reference.py: one timed ``predict`` per request line, one reply line.
+
+    Request (JSON on stdin): ``{"model": stem, "mode": "nms"|"e2e", "batch": n, "imgsz": 640}``; reply (JSON on
+    stdout): ``{"e2e": ms per image, "preprocess"|"inference"|"postprocess": ms, "boxes": n, "threads": t}``.
+    Models load once, before the ``ready`` line; nothing else is printed on stdout.
+    """
+    quiet_offline_env()
+    import numpy as np
+    import torch
+    from ultralytics import YOLO, settings
+
+    settings.update({"sync": False})
+    image = np.load(args.image) if args.image else synthetic_image()
+    models = {Path(path).stem: YOLO(path) for path in args.weights}
+    print(json.dumps({"ready": True, "reference_version": __import__("ultralytics").__version__,
+                      "torch": torch.__version__}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        model = models[request["model"]]
+        extra = dict(modes_for(model))[request["mode"]]
+        kwargs = dict(imgsz=request.get("imgsz", 640), conf=args.conf, iou=args.iou, max_det=args.max_det,
+                      device="cpu", verbose=False, save=False, **extra)
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        images = [image] * int(request["batch"])
+        start = time.perf_counter()
+        results = model.predict(images, **kwargs)
+        reply = {"e2e": (time.perf_counter() - start) * 1000 / len(images), "boxes": len(results[0].boxes),
+                 "threads": torch.get_num_threads(), **{stage: results[0].speed[stage] for stage in STAGES}}
+        print(json.dumps(reply), flush=True)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: weights file(s) not found: {missing}; pass local .pt files (nothing is downloaded)")
         return 2
+    if args.serve:
+        return serve(args)
     load_start = list(os.getloadavg())
     quiet_offline_env()
     import numpy as np

@@ -1,7 +1,7 @@
 """Paired speed comparison with the reference implementation: its calls and yolokit's alternate, one by one.
 
     python benchmarks/paired_reference.py --reference-python /tmp/refvenv/bin/python \\
-        --weights yolov8n.pt yolo11n.pt yolo26n.pt [--engine onnxruntime] [--batch-sizes 1 8] [--rounds 30] \\
+        --weights yolov8n.pt yolo11n.pt yolo26n.pt [--engine auto] [--batch-sizes 1 8] [--rounds 30] \\
         [--warmup 3] [--threads N] [--reference-threads 0] [--imgsz 640]
 
 Why paired: on a shared or virtual machine the speed of the CPU drifts by +-30% over minutes, so two tables
@@ -119,7 +119,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reference-python", required=True, help="Python of the environment with the reference")
     parser.add_argument("--weights", nargs="+", required=True, help="reference .pt files (both sides load them)")
-    parser.add_argument("--engine", default="onnxruntime", choices=ALL_ENGINES)
+    parser.add_argument("--engine", default="auto", choices=ALL_ENGINES,
+                        help="yolokit engine (default: auto, what predict uses)")
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1])
     parser.add_argument("--imgsz", type=int, default=640)
     parser.add_argument("--rounds", type=int, default=30)
@@ -146,13 +147,13 @@ def main() -> int:
                 for batch in args.batch_sizes:
                     config = PredictConfig(imgsz=args.imgsz, batch=batch, nms=nms, verbose=False)
                     row = compare(worker, Predictor(backend, config), name, mode, batch, args)
-                    row["engine"] = args.engine
+                    row.update(engine=args.engine, engine_used=backend.engine)
                     rows.append(row)
                     print(f"  {name} {mode} batch {batch}: {row['speedup']:.2f}x", flush=True)
     finally:
         worker.close()
     print_table(rows, f"paired: reference {worker.info['reference_version']} (torch {worker.info['torch']}) vs "
-                      f"yolokit {args.engine}, imgsz {args.imgsz}, 1080x810 input, median of {args.rounds} rounds")
+                      f"yolokit {args.engine} ({backend.engine}), imgsz {args.imgsz}, 1080x810 input, median of {args.rounds} rounds")
     write_results(args.out, {"engine": args.engine, "imgsz": args.imgsz, "reference": worker.info,
                              "yolokit_threads": args.threads, "reference_threads": args.reference_threads}, rows, args)
     return 0

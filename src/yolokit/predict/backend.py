@@ -24,8 +24,8 @@ within float rounding (~1e-6 relative):
 
 :func:`create_backend` is what ``YOLO.predict`` / ``YOLO.val`` call. It adds ``engine="onnxruntime"``
 (:class:`yolokit.export.runtime.OnnxRuntimeBackend`, CPU, fp32) and resolves ``engine="auto"`` to it on the CPU in
-fp32 when ``onnx`` and ``onnxruntime`` are installed: 1.3-1.6x less inference time than ``"channels_last"`` with
-both on this project's 2-core benchmark machine (``benchmarks/README.md``). The first use of a set of weights
+fp32 when ``onnx`` and ``onnxruntime`` are installed: 1.2-1.6x less inference time than ``"channels_last"`` on
+this project's 2-core benchmark machine (``benchmarks/README.md``). The first use of a set of weights
 exports the graph (about 1-2 s for n-scale models), which is then cached on disk. ``"auto"`` falls back to
 ``"channels_last"`` with a warning when the export fails.
 """

@@ -153,7 +153,8 @@ def main() -> int:
     finally:
         worker.close()
     print_table(rows, f"paired: reference {worker.info['reference_version']} (torch {worker.info['torch']}) vs "
-                      f"yolokit {args.engine} ({backend.engine}), imgsz {args.imgsz}, 1080x810 input, median of {args.rounds} rounds")
+                      f"yolokit {args.engine} ({backend.engine}), imgsz {args.imgsz}, 1080x810 input, "
+                      f"median of {args.rounds} rounds")
     write_results(args.out, {"engine": args.engine, "imgsz": args.imgsz, "reference": worker.info,
                              "yolokit_threads": args.threads, "reference_threads": args.reference_threads}, rows, args)
     return 0

@@ -4,6 +4,7 @@
     yolokit info model=yolo26n.yaml [detailed=True imgsz=640]
     yolokit predict model=best.pt source=images/ conf=0.25 save=True save_txt=True
     yolokit val model=best.pt data=data.yaml imgsz=640 batch=16
+    yolokit export model=best.pt format=onnx [imgsz=640 dynamic=True nms=True file=out.onnx]
     yolokit inspect FILE [--json]
     yolokit convert IN OUT [--half]
     yolokit data synth OUT --train N --val M --imgsz S --seed K
@@ -22,7 +23,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from yolokit.config import PredictConfig, ValConfig, config_keys, parse_key_values, unknown_key_message
+from yolokit.config import ExportConfig, PredictConfig, ValConfig, config_keys, parse_key_values, unknown_key_message
 from yolokit.errors import ConfigError, YolokitError
 
 TASKS = ("detect",)
@@ -136,6 +137,15 @@ def cmd_val(rest: list[str]) -> int:
     return 0
 
 
+def cmd_export(rest: list[str]) -> int:
+    from yolokit.model import YOLO
+
+    model_name, values = _split_model(rest, "export", config_keys(ExportConfig))
+    path = YOLO(model_name).export(**values)
+    print(f"Exported {model_name} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
 def cmd_inspect(rest: list[str]) -> int:
     from yolokit.weights.inspect import format_inspect, inspect_weights
 
@@ -207,6 +217,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "info": cmd_info,
     "predict": cmd_predict,
     "val": cmd_val,
+    "export": cmd_export,
     "inspect": cmd_inspect,
     "convert": cmd_convert,
     "data": cmd_data,

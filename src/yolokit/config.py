@@ -80,6 +80,20 @@ class ValConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    """Export settings: ``format`` onnx | safetensors | pt."""
+
+    format: str = "onnx"
+    file: str = ""  # output path; default: beside the weights (or ./<model>.<ext>)
+    imgsz: int = 640  # traced input size (ONNX); any multiple of the stride with dynamic=True
+    dynamic: bool = True  # ONNX: dynamic batch/height/width
+    nms: bool = True  # ONNX, YOLO26: False exports the NMS-free end-to-end head instead
+    half: bool = False  # fp16 tensors (safetensors / pt)
+    int8: bool = False  # INT8 quantization (not available yet)
+    opset: int = 17
+
+
+@dataclass(frozen=True)
 class InfoConfig:
     """Model summary settings."""
 

@@ -4,10 +4,12 @@
     model = YOLO("best.pt")                 # reference (Ultralytics) checkpoint, imported without executing code
     model = YOLO("yolo26n.safetensors")     # native weights with metadata
     model = YOLO("yolo26n.pt")              # published name or URL: downloaded once to the cache, then imported
+    model = YOLO("yolo26n.onnx")            # exported ONNX model: predict and val only (ONNX Runtime, CPU)
     model.info()
     results = model("bus.jpg", conf=0.5)
     metrics = model.val(data="data.yaml")
     model.save("copy.safetensors")
+    model.export(format="onnx")             # -> yolo26n.onnx beside the weights
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolokit.config import InfoConfig, PredictConfig, ValConfig, make_config
-from yolokit.errors import ConfigError, WeightsError
+from yolokit.config import ExportConfig, InfoConfig, PredictConfig, ValConfig, make_config
+from yolokit.errors import ConfigError, ExportError, WeightsError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -27,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.predict.results import Results
 
 SPEC_SUFFIXES = (".yaml", ".yml")
+EXPORT_FORMATS = {"onnx": ".onnx", "safetensors": ".safetensors", "pt": ".pt"}
 
 
 class YOLO:
@@ -35,8 +38,9 @@ class YOLO:
     Args:
         source: a shipped spec name (``"yolo26n.yaml"``, ``"yolov8s.yaml"``), a spec YAML path, a weights file
             (``.safetensors``, native ``.pt`` or a reference ``.pt``; the format is detected from the content), a
-            published weights name (``"yolo26n.pt"``) or an ``http(s)://`` URL (downloaded to the cache), or a
-            ``DetectionModel`` instance.
+            published weights name (``"yolo26n.pt"``) or an ``http(s)://`` URL (downloaded to the cache), a
+            ``DetectionModel`` instance, or an ``.onnx`` file written by yolokit's export (then ``model.model`` is
+            None, ``model.runtime`` the ONNX Runtime backend, and only ``predict`` / ``val`` are available).
         num_classes: override the class count when building from a spec.
     """
 
@@ -44,10 +48,11 @@ class YOLO:
         self.source = source
         self.ckpt_path: Path | None = None
         self.metadata: dict[str, Any] = {}
+        self.runtime: Any = None  # an OnnxRuntimeBackend when loaded from an .onnx file
         self._backends: dict[tuple[Any, ...], Any] = {}
         self.model = self._load(source, num_classes)
 
-    def _load(self, source: str | Path | DetectionModel, num_classes: int | None) -> DetectionModel:
+    def _load(self, source: str | Path | DetectionModel, num_classes: int | None) -> DetectionModel | None:
         import torch
 
         if isinstance(source, torch.nn.Module):
@@ -57,8 +62,15 @@ class YOLO:
             raise ConfigError(f"YOLO() expects a spec name, a file path or a DetectionModel, found {type(source)}")
         path = self._resolve_weights(source)
         if path is not None:
-            from yolokit.weights import load_weights
+            from yolokit.weights import detect_format, load_weights
 
+            if detect_format(path) == "onnx":
+                from yolokit.export.runtime import OnnxRuntimeBackend
+
+                self.runtime = OnnxRuntimeBackend(path)
+                self.ckpt_path = path
+                self.metadata = dict(self.runtime.metadata)
+                return None
             model = load_weights(path)
             self.ckpt_path = path
             self.metadata = dict(getattr(model, "metadata", {}) or {})
@@ -102,7 +114,7 @@ class YOLO:
     @property
     def names(self) -> dict[int, str]:
         """Class id -> class name."""
-        return dict(self.model.names)
+        return self.runtime.names if self.model is None else dict(self.model.names)
 
     @property
     def task(self) -> str:
@@ -110,22 +122,31 @@ class YOLO:
 
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return self.runtime.device if self.model is None else next(self.model.parameters()).device
 
     def __repr__(self) -> str:
         from yolokit.models.spec import model_display_name
 
-        return f"YOLO({model_display_name(self.model.spec)}, nc={self.model.nc}, source={str(self.source)!r})"
+        spec = self.metadata.get("spec") if self.model is None else self.model.spec
+        name = model_display_name(spec) if isinstance(spec, dict) else "ONNX model"
+        return f"YOLO({name}, nc={len(self.names)}, source={str(self.source)!r})"
+
+    def _torch_model(self, mode: str) -> DetectionModel:
+        """``self.model``, or a one-line error for a model loaded from an ONNX file (no PyTorch weights)."""
+        if self.model is None:
+            raise ConfigError(f"{mode} needs PyTorch weights, but {self.ckpt_path} is an ONNX model (predict and val "
+                              "only): load the .safetensors or .pt file it was exported from")
+        return self.model
 
     # --- modes ------------------------------------------------------------------------------------------------
     def info(self, detailed: bool = False, verbose: bool = True, imgsz: int = 640) -> tuple[int, int, int, float]:
         """Log ``"<Name> summary: L layers, P parameters, G gradients, F GFLOPs"`` and return the tuple."""
         cfg = make_config(InfoConfig, detailed=detailed, verbose=verbose, imgsz=imgsz)
-        return self.model.info(verbose=cfg.verbose, detailed=cfg.detailed, imgsz=cfg.imgsz)
+        return self._torch_model("info").info(verbose=cfg.verbose, detailed=cfg.detailed, imgsz=cfg.imgsz)
 
     def fuse(self) -> YOLO:
         """Fold every BatchNorm into its convolution (inference only; outputs unchanged)."""
-        self.model.fuse()
+        self._torch_model("fuse").fuse()
         self._backends.clear()
         return self
 
@@ -137,7 +158,7 @@ class YOLO:
         """
         from yolokit.predict.predictor import Predictor
 
-        cfg = make_config(PredictConfig, overrides, stream=stream)
+        cfg = make_config(PredictConfig, self._file_head(overrides), stream=stream)
         predictor = Predictor(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
         return predictor.stream(source) if cfg.stream else predictor.predict(source)
 
@@ -151,18 +172,58 @@ class YOLO:
             data = self.metadata.get("provenance", {}).get("train_args", {}).get("data")
             if not data:
                 raise ConfigError("val needs a dataset: pass data='path/to/data.yaml'")
-        cfg = make_config(ValConfig, overrides, data=str(data))
+        cfg = make_config(ValConfig, self._file_head(overrides), data=str(data))
         return validate(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
     def save(self, path: str | Path, half: bool = False) -> Path:
         """Save the weights with their metadata (``.safetensors`` or native ``.pt``, chosen by the suffix)."""
         from yolokit.weights import save_weights
 
-        return save_weights(self.model, path, half=half, metadata=self.metadata or None)
+        return save_weights(self._torch_model("save"), path, half=half, metadata=self.metadata or None)
+
+    def export(self, format: str = "onnx", **overrides: Any) -> Path:  # noqa: A002 - the familiar keyword
+        """Write the model as ``format`` (``onnx``, ``safetensors`` or ``pt``) and return the file's path.
+
+        Settings are those of ``ExportConfig`` (``file``, ``imgsz``, ``dynamic``, ``nms``, ``half``, ``opset``).
+        The default file is the weights' path with the new suffix (``./<model name>.<ext>`` for a model built from
+        a spec). The ONNX file carries names, stride and head in its metadata: ``YOLO("x.onnx")`` predicts with it.
+        """
+        cfg = make_config(ExportConfig, overrides, format=format)
+        if cfg.format not in EXPORT_FORMATS:
+            raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {cfg.format!r}: pass "
+                              "e.g. format='onnx'")
+        if cfg.int8:
+            raise ExportError("int8=True: INT8 quantization is not available yet; export fp32 (int8=False)")
+        model = self._torch_model("export")
+        path = Path(cfg.file) if cfg.file else self._default_export_path(EXPORT_FORMATS[cfg.format])
+        if cfg.format != "onnx":
+            if path.resolve() == (self.ckpt_path.resolve() if self.ckpt_path else None):
+                raise ConfigError(f"export would overwrite the weights it reads ({path}): pass e.g. "
+                                  f"file='{path.stem}-export{path.suffix}'")
+            return self.save(path, half=cfg.half)
+        from yolokit.export.onnx import export_onnx
+
+        return export_onnx(model, path, imgsz=cfg.imgsz, dynamic=cfg.dynamic, nms_free=not cfg.nms, opset=cfg.opset,
+                           half=cfg.half)
 
     # --- internals --------------------------------------------------------------------------------------------
+    def _default_export_path(self, suffix: str) -> Path:
+        if self.ckpt_path is not None:
+            return self.ckpt_path.with_suffix(suffix)
+        from yolokit.models.spec import model_display_name
+
+        return Path(model_display_name(self.model.spec).lower() + suffix)
+
+    def _file_head(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """For an ONNX file, default ``nms`` to the head it holds (it has one only); other models: unchanged."""
+        if self.model is None and "nms" not in overrides and "end2end" not in overrides:
+            return {**overrides, "nms": not self.runtime.nms_free}
+        return overrides
+
     def _backend(self, device: str, half: bool, engine: str = "auto") -> Any:
         """The inference backend for (device, half, engine), built once and reused while the model is unchanged."""
+        if self.model is None:
+            return self._file_backend(device, half, engine)
         # Parameters' in-place version counters move on load_state_dict, optimizer steps and fuse(): a changed
         # model gets fresh backends instead of a stale fused copy; backends of other engines are kept meanwhile.
         state = (id(self.model), sum(int(t._version) for t in self.model.state_dict(keep_vars=True).values()))
@@ -173,3 +234,15 @@ class YOLO:
 
             self._backends[key] = create_backend(self.model, device, half, engine)
         return self._backends[key]
+
+    def _file_backend(self, device: str, half: bool, engine: str) -> Any:
+        """The ONNX Runtime backend of a model loaded from an ``.onnx`` file (CPU, fp32)."""
+        if engine not in ("auto", "onnxruntime"):
+            raise ConfigError(f"engine={engine!r} needs PyTorch weights; {self.ckpt_path} is an ONNX model: use "
+                              "engine='auto' or load the .safetensors/.pt file it was exported from")
+        if str(device) != "cpu":
+            raise ConfigError(f"an ONNX model runs on the CPU here, got device={device!r}: pass device='cpu'")
+        if half:
+            raise ConfigError("half=True needs PyTorch weights; an ONNX model runs in the precision it was exported "
+                              "in: pass half=False")
+        return self.runtime

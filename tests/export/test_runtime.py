@@ -68,7 +68,7 @@ def test_file_backend_reads_metadata_and_holds_one_head(tmp_path):
     assert backend(torch.rand(3, 3, 256, 256)).shape == (3, 300, 6)  # batch stays dynamic
     with pytest.raises(ValueError, match="fixed \\(256, 256\\) input"):
         backend(torch.rand(1, 3, 320, 320))
-    with pytest.raises(ConfigError, match="only the head exported with nms_free=True"):
+    with pytest.raises(ConfigError, match="only the NMS-free end-to-end head, got nms=True: pass nms=False"):
         backend.set_nms_free(False)
     backend.set_nms_free(True)  # the head it has
     v8 = OnnxRuntimeBackend(export_onnx(load_weights(weights("yolov8")), imgsz=64), num_threads=1)

@@ -181,9 +181,9 @@ class OnnxRuntimeBackend:
                               "this model has none: keep nms=True")
         if flag not in self._sessions:
             if self._model is None:
-                exported = "nms_free=True" if self.nms_free else "nms_free=False"
-                raise ConfigError(f"this ONNX file holds only the head exported with {exported}, got nms="
-                                  f"{not flag}: pass nms={not self.nms_free} or re-export with nms_free={flag}")
+                held = "NMS-free end-to-end" if self.nms_free else "one-to-many (NMS)"
+                raise ConfigError(f"this ONNX file holds only the {held} head, got nms={not flag}: pass nms="
+                                  f"{not self.nms_free}, or export it again with nms={not flag}")
             self._sessions[flag] = _load_graph(self._model, self.metadata["imgsz"], nms_free=flag, cache=self._cache,
                                                threads=self.num_threads, dynamic=self.dynamic)
         self.nms_free = flag

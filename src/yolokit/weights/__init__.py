@@ -42,8 +42,8 @@ FORMATS = ("safetensors", "yolokit-pt", "ultralytics-pt", "onnx")
 SAVE_SUFFIXES = {".safetensors": "safetensors", ".pt": "yolokit-pt"}
 _SUPPORTED = "safetensors, yolokit .pt, Ultralytics .pt (read-only) or ONNX (detected, loads via YOLO())"
 _ONNX_MESSAGE = (
-    "is an ONNX model: load_weights reads PyTorch weights only; run it with "
-    "yolokit.export.runtime.OnnxRuntimeBackend(path), or load the .safetensors or .pt file it was exported from"
+    "is an ONNX model: load_weights reads PyTorch weights only; predict or validate with YOLO(path), or load "
+    "the .safetensors or .pt file it was exported from"
 )
 # globals a native .pt pickle may reference: torch's tensor rebuild + storage types, and OrderedDict
 _NATIVE_PICKLE_MODULES = {"torch", "torch._utils", "collections"}

@@ -24,7 +24,7 @@ COCO = {
     "annotations": [
         {"id": 1, "image_id": 10, "category_id": 7, "bbox": [20, 10, 40, 30], "iscrowd": 0},
         {"id": 2, "image_id": 10, "category_id": 1, "bbox": [190, 90, 20, 20], "iscrowd": 0},  # clipped
-        {"id": 3, "image_id": 10, "category_id": 3, "bbox": [0, 0, 200, 100], "iscrowd": 1},  # crowd: skipped
+        {"id": 3, "image_id": 10, "category_id": 3, "bbox": [0, 0, 200, 100], "iscrowd": 1},  # crowd region
         {"id": 4, "image_id": 11, "category_id": 3, "bbox": [5, 4, 10, 8], "iscrowd": 0},
         {"id": 5, "image_id": 11, "category_id": 3, "bbox": [5, 4, 0, 8], "iscrowd": 0},  # zero width
         {"id": 6, "image_id": 99, "category_id": 3, "bbox": [5, 4, 10, 8], "iscrowd": 0},  # unknown image
@@ -55,8 +55,11 @@ def test_load_coco_annotations_remaps_and_normalises(tmp_path, caplog):
     assert b.cls.tolist() == [2, 0]
     np.testing.assert_allclose(b.bboxes, [[40 / 200, 25 / 100, 40 / 200, 30 / 100],
                                           [195 / 200, 95 / 100, 10 / 200, 10 / 100]], rtol=1e-6)
+    assert b.crowd_cls.tolist() == [1] and a.crowd_cls.tolist() == [] and a.crowd_bboxes.shape == (0, 4)
+    np.testing.assert_allclose(b.crowd_bboxes, [[0.5, 0.5, 1.0, 1.0]])  # kept apart: never a training target
     assert len(c) == 0 and c.bboxes.shape == (0, 4)  # image without annotations: background
-    assert "1 crowd, 1 unknown image, 1 empty or invalid box" in caplog.text
+    assert "1 crowd annotations kept as ignore regions" in caplog.text
+    assert "skipped annotations: 1 unknown image, 1 empty or invalid box" in caplog.text
 
 
 def test_boxes_match_pycocotools(tmp_path):
@@ -139,3 +142,38 @@ def test_names_count_must_match_categories(tmp_path):
     (tmp_path / "d.yaml").write_text("val: images\nval_json: ann.json\nnames: [p, c]\n")
     with pytest.raises(DatasetError, match="'names' lists 2 classes but the COCO json has 3 categories"):
         load_data_config(tmp_path / "d.yaml")
+
+
+def test_crowd_regions_are_ignored_in_validation_like_pycocotools(tmp_path):
+    """Two confident detections inside a crowd region outrank the one true positive: ignored, AP50 is 1.0; counted
+    as false positives (what dropping crowd annotations did), precision at full recall would be 1/3."""
+    from yolokit.eval.evaluator import DetectionEvaluator
+    from yolokit.eval.validator import labels_to_target
+
+    coco = {"images": [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 200}],
+            "categories": [{"id": 5, "name": "person"}],
+            "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 40, 40], "iscrowd": 0,
+                             "area": 1600},
+                            {"id": 2, "image_id": 1, "category_id": 5, "bbox": [100, 100, 100, 100], "iscrowd": 1,
+                             "area": 10000}]}
+    json_path = write_coco(tmp_path / "ann.json", tmp_path, coco)
+    (labels,), names, category_ids = load_coco_annotations(json_path, tmp_path)
+    target = labels_to_target(labels)
+    assert target["iscrowd"].tolist() == [False, True] and len(labels) == 1  # one instance; the crowd is not one
+    detections = np.array([[120, 120, 160, 160, 0.95, 0], [150, 110, 190, 180, 0.93, 0], [10, 10, 50, 50, 0.9, 0]])
+    evaluator = DetectionEvaluator(names)
+    evaluator.update([detections], [target], image_ids=[labels.image_id])
+    metrics = evaluator.compute()
+    assert metrics.map50 == pytest.approx(1.0) and metrics.num_instances == 1
+
+    coco_eval = pytest.importorskip("pycocotools.cocoeval")
+    from pycocotools.coco import COCO
+
+    ground_truth = COCO(str(json_path))
+    rows = [{"image_id": 1, "category_id": category_ids[int(c)], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+            for x1, y1, x2, y2, s, c in detections.tolist()]
+    evaluation = coco_eval.COCOeval(ground_truth, ground_truth.loadRes(rows), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    np.testing.assert_allclose(metrics.coco_stats, evaluation.stats, rtol=0, atol=1e-12)

@@ -2,8 +2,8 @@
 
 Category ids are remapped to contiguous class indices ``0..nc-1`` in sorted id order; ``category_ids[i]`` is the
 COCO id of class ``i`` (needed to write predictions back in COCO ids). Boxes ``[x, y, w, h]`` in pixels become
-normalised ``cx, cy, w, h``; crowd annotations (``iscrowd=1``) are skipped; images without annotations are kept as
-background images.
+normalised ``cx, cy, w, h``; crowd annotations (``iscrowd=1``) become the images' ``crowd_cls`` / ``crowd_bboxes``
+(ignore regions for validation, never training targets); images without annotations are kept as background images.
 
 Image folder of a bare json (:func:`find_coco_image_root`): the first of these folders that holds the first image
 listed in the json is used: the json's folder, its ``images`` subfolder, an ``images`` folder beside the json's
@@ -123,8 +123,9 @@ def load_coco_annotations(json_path: str | Path,
     """Read a COCO instances json -> ``(labels sorted by image path, names, category_ids)``.
 
     ``image_root`` is the folder ``file_name`` entries are relative to (default: :func:`find_coco_image_root`).
-    Each :class:`ImageLabels` carries its COCO ``image_id``. Crowd annotations, annotations of unknown images or
-    categories, and boxes with no area inside the image are skipped and counted in one log line.
+    Each :class:`ImageLabels` carries its COCO ``image_id``; crowd annotations go to ``crowd_cls`` /
+    ``crowd_bboxes``. Annotations of unknown images or categories, and boxes with no area inside the image, are
+    skipped; skips and crowd regions are counted in one log line.
     """
     json_path = Path(json_path)
     data = read_coco_json(json_path)
@@ -132,24 +133,31 @@ def load_coco_annotations(json_path: str | Path,
     root = Path(image_root) if image_root is not None else find_coco_image_root(json_path, data)
     records = _image_records(data, root, json_path)
     class_of = {cid: i for i, cid in enumerate(category_ids)}
-    rows: dict[int, tuple[list[int], list[list[float]]]] = {image_id: ([], []) for image_id in records}
-    skipped = {"crowd": 0, "unknown image": 0, "unknown category": 0, "empty or invalid box": 0}
+    # per image: (classes, boxes) of solid annotations, then of crowd regions
+    rows = {image_id: (([], []), ([], [])) for image_id in records}
+    skipped = {"unknown image": 0, "unknown category": 0, "empty or invalid box": 0}
+    crowd = 0
     for annotation in data.get("annotations") or []:
         image_id, category = annotation.get("image_id"), annotation.get("category_id")
-        if annotation.get("iscrowd", 0):
-            skipped["crowd"] += 1
-        elif image_id not in records:
+        if image_id not in records:
             skipped["unknown image"] += 1
         elif category not in class_of:
             skipped["unknown category"] += 1
         elif (box := _normalised_box(annotation.get("bbox"), records[image_id].shape)) is None:
             skipped["empty or invalid box"] += 1
         else:
-            rows[image_id][0].append(class_of[category])
-            rows[image_id][1].append(box)
-    for image_id, (classes, boxes) in rows.items():
+            is_crowd = bool(annotation.get("iscrowd", 0))
+            crowd += is_crowd
+            classes, boxes = rows[image_id][is_crowd]
+            classes.append(class_of[category])
+            boxes.append(box)
+    for image_id, ((classes, boxes), (crowd_classes, crowd_boxes)) in rows.items():
         records[image_id].cls = np.asarray(classes, dtype=np.int64).reshape(-1)
         records[image_id].bboxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        records[image_id].crowd_cls = np.asarray(crowd_classes, dtype=np.int64).reshape(-1)
+        records[image_id].crowd_bboxes = np.asarray(crowd_boxes, dtype=np.float32).reshape(-1, 4)
+    if crowd:
+        logger.info(f"{json_path}: {crowd} crowd annotations kept as ignore regions (not counted as instances)")
     if any(skipped.values()):
         details = ", ".join(f"{count} {reason}" for reason, count in skipped.items() if count)
         logger.info(f"{json_path}: skipped annotations: {details}")

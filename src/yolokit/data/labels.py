@@ -47,6 +47,9 @@ class ImageLabels:
         cls: ``(n,)`` int64 class indices in ``[0, nc)``.
         bboxes: ``(n, 4)`` float32 boxes, normalised ``cx, cy, w, h`` in [0, 1].
         image_id: the COCO image id when the labels come from a COCO json, else None.
+        crowd_cls, crowd_bboxes: COCO crowd regions (``iscrowd=1``), same layout as ``cls`` / ``bboxes``; kept
+            apart so that they are never trained on, and used by validation as regions where detections are
+            neither true nor false positives (as pycocotools does). Empty for YOLO txt labels.
     """
 
     im_file: str
@@ -54,6 +57,8 @@ class ImageLabels:
     cls: np.ndarray
     bboxes: np.ndarray
     image_id: int | None = None
+    crowd_cls: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    crowd_bboxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), dtype=np.float32))
 
     def __len__(self) -> int:
         return int(self.cls.shape[0])

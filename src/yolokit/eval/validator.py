@@ -107,11 +107,20 @@ def unletterbox(det: torch.Tensor, mapping: tuple[float, float, int, int], shape
 
 
 def labels_to_target(labels: Any) -> dict[str, np.ndarray]:
-    """ImageLabels (normalised cxcywh) -> ``{"boxes_xyxy": (m, 4) pixels, "cls": (m,)}``."""
+    """ImageLabels (normalised cxcywh) -> ``{"boxes_xyxy": (m, 4) pixels, "cls": (m,), "iscrowd": (m,) bool}``.
+
+    The image's boxes come first, then its COCO crowd regions (``iscrowd`` True: ignored by the metrics).
+    """
     h, w = labels.shape
-    boxes = np.asarray(labels.bboxes, dtype=np.float64).reshape(-1, 4) * np.array([w, h, w, h])
+    crowd_boxes = getattr(labels, "crowd_bboxes", np.zeros((0, 4)))
+    crowd_cls = getattr(labels, "crowd_cls", np.zeros(0, dtype=np.int64))
+    boxes = np.concatenate([np.asarray(labels.bboxes, dtype=np.float64).reshape(-1, 4),
+                            np.asarray(crowd_boxes, dtype=np.float64).reshape(-1, 4)]) * np.array([w, h, w, h])
     xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=1)
-    return {"boxes_xyxy": xyxy, "cls": np.asarray(labels.cls, dtype=np.int64).reshape(-1)}
+    cls = np.concatenate([np.asarray(labels.cls, dtype=np.int64).reshape(-1),
+                          np.asarray(crowd_cls, dtype=np.int64).reshape(-1)])
+    iscrowd = np.arange(len(cls)) >= len(labels.cls)
+    return {"boxes_xyxy": xyxy, "cls": cls, "iscrowd": iscrowd}
 
 
 def _load_batches(dataset: Any, plan: Sequence[tuple[np.ndarray, Any]],
@@ -221,13 +230,15 @@ def _run_batch(backend: Any, images: list[np.ndarray], indices: np.ndarray, shap
 
 def _plot_record(prepared: list, dets: list[torch.Tensor], targets: list[dict], labels: list) -> dict[str, Any]:
     """Letterboxed images with GT and predictions in network-input pixels (for the val_batch mosaics)."""
-    gt_boxes = []
+    gt_boxes, gt_cls = [], []
     for target, (_, (gain_x, gain_y, left, top)) in zip(targets, prepared, strict=True):
-        boxes = target["boxes_xyxy"] * np.array([gain_x, gain_y, gain_x, gain_y]) + np.array([left, top] * 2)
+        solid = ~target["iscrowd"]  # crowd regions are not drawn as ground truth
+        boxes = target["boxes_xyxy"][solid] * np.array([gain_x, gain_y, gain_x, gain_y]) + np.array([left, top] * 2)
         gt_boxes.append(boxes)
+        gt_cls.append(target["cls"][solid])
     dets_np = [det.cpu().numpy() for det in dets]
-    return {"images": [padded for padded, _ in prepared], "gt_boxes": gt_boxes,
-            "gt_cls": [t["cls"] for t in targets], "pred": dets_np, "titles": [Path(x.im_file).name for x in labels]}
+    return {"images": [padded for padded, _ in prepared], "gt_boxes": gt_boxes, "gt_cls": gt_cls, "pred": dets_np,
+            "titles": [Path(x.im_file).name for x in labels]}
 
 
 def _resolve_run_dir(config: ValConfig, save_dir: str | Path | None) -> Path:

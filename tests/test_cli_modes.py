@@ -45,7 +45,8 @@ def test_convert_then_predict_writes_images_and_labels(capsys, tmp_path, monkeyp
     assert main(["convert", str(SHAPES), str(out)]) == 0
     assert out.is_file() and "Converted" in capsys.readouterr().out
     images = str(FIXTURES / "images")
-    argv = ["predict", f"model={out}", f"source={images}", "imgsz=320", "conf=0.05", "save_txt=True"]
+    argv = ["predict", f"model={out}", f"source={images}", "imgsz=320", "conf=0.05", "save_txt=True",
+            "save_crop=True"]
     assert main(argv) == 0
     log = capsys.readouterr().out
     assert "image 4/4" in log and "Results saved to" in log
@@ -53,6 +54,8 @@ def test_convert_then_predict_writes_images_and_labels(capsys, tmp_path, monkeyp
     assert sorted(p.name for p in run.glob("*.jpg")) == ["00000.jpg", "00001.jpg", "00002.jpg", "00003.jpg"]
     rows = (run / "labels" / "00000.txt").read_text().splitlines()
     assert rows and all(len(row.split()) == 5 for row in rows)
+    crops = list((run / "crops").glob("*/00000*.jpg"))  # one crop per box, in crops/<class name>/
+    assert len(crops) == len(rows) and {c.parent.name for c in crops} <= {"rectangle", "ellipse", "triangle"}
     assert main(argv) == 0
     assert (tmp_path / "runs" / "predict2").is_dir()
 

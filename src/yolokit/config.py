@@ -44,6 +44,7 @@ class PredictConfig:
     save: bool = False  # save annotated images/videos
     save_txt: bool = False  # save YOLO-format label files
     save_conf: bool = False  # add confidence to saved label rows
+    save_crop: bool = False  # save each box as a crop in <run>/crops/<class name>/
     project: str = "runs"
     name: str = "predict"
     exist_ok: bool = False  # reuse the run directory instead of numbering a new one

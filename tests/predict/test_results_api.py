@@ -109,3 +109,33 @@ def test_draw_helpers():
     assert out is image and image.any()
     with pytest.raises(ValueError, match="one per box"):
         draw_boxes(image, np.array([[5, 5, 40, 40]]), [2, 1])
+
+
+def test_save_crop_regions_names_and_numbering(tmp_path):
+    import cv2
+
+    y, x = np.mgrid[0:100, 0:200]
+    image = np.stack([x, 2 * y, np.full_like(x, 128)], -1).astype(np.uint8)  # smooth: survives JPEG, no two alike
+    results = Results(image, "/data/img.jpg", NAMES, DATA)
+    written = results.save_crop(tmp_path)
+    assert written == [str(tmp_path / "person" / "img.jpg"), str(tmp_path / "bus" / "img.jpg"),
+                       str(tmp_path / "person" / "img2.jpg")]
+    # box 0 (10, 20, 50, 60): centre (30, 40), half size 40 * 1.02 / 2 + 10 = 30.4 -> x [0, 61), y [9, 71)
+    crop = cv2.imread(written[0], cv2.IMREAD_UNCHANGED)
+    assert crop.shape == (71 - 9, 61 - 0, 3)
+    assert np.abs(crop.astype(int) - image[9:71, 0:61].astype(int)).mean() < 1.5  # that region, JPEG-close
+    assert np.abs(crop.astype(int) - image[11:73, 2:63].astype(int)).mean() > 2  # and not one 2 px away
+    assert cv2.imread(written[1]).shape == (100, 200 - 89, 3)  # box 1 clipped at the image's right/top/bottom
+    again = results.save_crop(tmp_path, file_name="frame.png")
+    assert again[0].endswith("person/frame.jpg") and again[2].endswith("person/frame2.jpg")
+    assert Results(image, "e.jpg", NAMES).save_crop(tmp_path / "empty") == []
+    assert not (tmp_path / "empty").exists()
+
+
+def test_show_opens_the_annotated_image(monkeypatch):
+    from PIL import Image
+
+    shown = []
+    monkeypatch.setattr(Image.Image, "show", lambda self, title=None: shown.append((self.size, self.mode, title)))
+    make_results().show()
+    assert shown == [((200, 100), "RGB", "img.jpg")]

@@ -80,7 +80,7 @@ class Predictor:
         imgsz = check_imgsz(cfg.imgsz, self.backend.stride)
         src = open_source(source, vid_stride=cfg.vid_stride)
         owns_source = not isinstance(source, Source)
-        outputs = _RunOutputs(cfg) if (cfg.save or cfg.save_txt) and is_main_process() else None
+        outputs = _RunOutputs(cfg) if (cfg.save or cfg.save_txt or cfg.save_crop) and is_main_process() else None
         totals, seen, shape = np.zeros(3), 0, None
         log = cfg.verbose and is_main_process()
         items = progress(src, desc="predict", total=src.count, enabled=log and not src.single, unit="img")
@@ -192,6 +192,8 @@ class _RunOutputs:
             label_name = f"{stem}_{item.frame}.txt" if item.frame is not None else f"{stem}.txt"
             result.save_txt(directory / "labels" / label_name, save_conf=cfg.save_conf)
             self.label_files += 1
+        if cfg.save_crop and len(result):
+            result.save_crop(directory / "crops", f"{stem}_{item.frame}" if item.frame is not None else stem)
         if cfg.save:
             plotted = result.plot(conf=cfg.show_conf, labels=cfg.show_labels, line_width=cfg.line_width)
             if item.frame is not None:

@@ -193,6 +193,44 @@ class Results:
         atomic_write_bytes(filename, encoded.tobytes())
         return str(filename)
 
+    def show(self, **plot_kwargs: Any) -> None:
+        """Open :meth:`plot` in the system's image viewer (through Pillow; needs a display)."""
+        from PIL import Image
+
+        Image.fromarray(np.ascontiguousarray(self.plot(**plot_kwargs)[..., ::-1])).show(title=Path(self.path).name)
+
+    def save_crop(self, save_dir: str | Path, file_name: str | Path | None = None, gain: float = 1.02,
+                  pad: int = 10) -> list[str]:
+        """Save every box as a crop of the original image to ``save_dir/<class name>/<file stem>.jpg``.
+
+        Each box is enlarged by ``gain`` (relative) and ``pad`` (pixels) around its centre, clipped to the image;
+        a name already taken becomes ``<stem>2.jpg``, ``<stem>3.jpg``... Returns the written paths, in box order.
+        """
+        import cv2
+
+        stem = Path(file_name).stem if file_name else Path(self.path).stem or "image"
+        h, w = self.orig_shape
+        written = []
+        boxes = self.boxes.numpy()
+        for box, class_id in zip(boxes.xyxy.tolist(), boxes.cls.tolist(), strict=True):
+            x1, y1, x2, y2 = box
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+            half_w, half_h = (x2 - x1) * gain / 2 + pad, (y2 - y1) * gain / 2 + pad
+            left, top = max(int(cx - half_w), 0), max(int(cy - half_h), 0)
+            right, bottom = min(int(np.ceil(cx + half_w)), w), min(int(np.ceil(cy + half_h)), h)
+            if right <= left or bottom <= top:
+                continue
+            folder = Path(save_dir) / self._name(int(class_id))
+            path = folder / f"{stem}.jpg"
+            index = 2
+            while path.exists():
+                path, index = folder / f"{stem}{index}.jpg", index + 1
+            ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(self.orig_img[top:bottom, left:right]))
+            if ok:
+                atomic_write_bytes(path, encoded.tobytes())
+                written.append(str(path))
+        return written
+
     def save_txt(self, path: str | Path, save_conf: bool = False) -> str:
         """Append one ``cls cx cy w h [conf]`` row per box (normalised to [0, 1], ``%g`` format) to ``path``.
 

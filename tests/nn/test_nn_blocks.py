@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -126,3 +127,49 @@ def test_sppf_pools_n_times_and_adds_residual():
 def test_concat():
     out = Concat()([torch.zeros(1, 2, 3, 3), torch.ones(1, 5, 3, 3)])
     assert out.shape == (1, 7, 3, 3) and out[0, 2:].eq(1).all()
+
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_split_conv_parts_concatenate_to_the_conv(fused):
+    from yolokit.nn.blocks import split_conv
+
+    conv = Conv(8, 12, 1).eval()
+    _randomise_bn(conv)
+    if fused:
+        conv.fuse()
+    parts = split_conv(conv, [5, 7])
+    x = torch.randn(2, 8, 6, 6)
+    assert [p.conv.out_channels for p in parts] == [5, 7]
+    assert torch.allclose(torch.cat([p(x) for p in parts], 1), conv(x), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="sizes summing to 12"):
+        split_conv(conv, [5, 5])
+
+
+@pytest.mark.parametrize("block", ["c2f", "c3k2", "c2psa"])
+def test_split_cv1_keeps_outputs(block):
+    from yolokit.nn.attention import C2PSA
+
+    torch.manual_seed(0)
+    module = {"c2f": lambda: C2f(16, 32, n=2), "c3k2": lambda: C3k2(16, 32, 1, True),
+              "c2psa": lambda: C2PSA(64, 64)}[block]().eval()
+    _randomise_bn(module)
+    x = torch.randn(1, module.cv1.conv.in_channels, 8, 8)
+    with torch.no_grad():
+        before = module(x)
+        module.split_cv1()
+        after = module(x)
+    assert module.cv1_parts is not None and len(module.cv1_parts) == 2
+    assert torch.allclose(before, after, rtol=0, atol=1e-5)
+
+
+def test_exported_graphs_have_no_split_in_csp_blocks():
+    onnx = pytest.importorskip("onnx")
+    from yolokit.export.onnx import export_onnx
+    from yolokit.models.builder import build_model
+    from yolokit.models.spec import load_spec
+
+    model = build_model(load_spec("yolov8n.yaml"))
+    graph = onnx.load_from_string(export_onnx(model, imgsz=64)).graph
+    assert [n.op_type for n in graph.node].count("Split") == 0  # 8 C2f blocks, none splits
+    assert model.model[2].cv1_parts is None  # the caller's model is unchanged

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolokit.nn.blocks import Conv
+from yolokit.nn.blocks import Conv, split_conv
 
 __all__ = ["Attention", "PSABlock", "C2PSA"]
 
@@ -64,7 +64,15 @@ class C2PSA(nn.Module):
         self.cv1 = Conv(c1, 2 * self.c, 1, 1)
         self.cv2 = Conv(2 * self.c, c1, 1)
         self.m = nn.Sequential(*(PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)) for _ in range(n)))
+        self.cv1_parts: nn.ModuleList | None = None  # set by split_cv1 (export copies only)
+
+    def split_cv1(self) -> None:
+        """As ``C2f.split_cv1``: two Convs for the halves of ``cv1`` (export copies only)."""
+        self.cv1_parts = split_conv(self.cv1, [self.c, self.c])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        if self.cv1_parts is None:
+            a, b = self.cv1(x).split((self.c, self.c), dim=1)
+        else:
+            a, b = (part(x) for part in self.cv1_parts)
         return self.cv2(torch.cat((a, self.m(b)), 1))

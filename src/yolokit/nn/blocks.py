@@ -6,12 +6,14 @@ state_dict keys as reference checkpoints. All tensors are ``(B, C, H, W)``.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 from torch import nn
 
-__all__ = ["Conv", "DWConv", "Bottleneck", "C2f", "C3k", "C3k2", "SPPF", "Concat", "autopad", "BN_EPS", "BN_MOMENTUM"]
+__all__ = ["Conv", "DWConv", "Bottleneck", "C2f", "C3k", "C3k2", "SPPF", "Concat", "autopad", "split_conv", "BN_EPS",
+           "BN_MOMENTUM"]
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -80,6 +82,33 @@ class Conv(nn.Module):
         self.bn = None
 
 
+def split_conv(conv: Conv, sizes: list[int]) -> nn.ModuleList:
+    """``conv`` (a 1x1, ``groups=1`` ``Conv``) as Convs over consecutive output-channel ranges of ``sizes``.
+
+    ``torch.cat([part(x) for part in parts], 1)`` equals ``conv(x)`` exactly: each output channel is the same
+    dot product. Used by ``C2f.split_cv1`` and ``C2PSA.split_cv1`` (no Split op in exported graphs).
+    """
+    if conv.conv.groups != 1 or sum(sizes) != conv.conv.out_channels:
+        raise ValueError(f"split_conv needs groups=1 and sizes summing to {conv.conv.out_channels}, got {sizes}")
+    parts, start = nn.ModuleList(), 0
+    for size in sizes:
+        part = copy.deepcopy(conv)
+        keep = slice(start, start + size)
+        part.conv.out_channels = size
+        part.conv.weight = nn.Parameter(conv.conv.weight.detach()[keep].clone(), conv.conv.weight.requires_grad)
+        if conv.conv.bias is not None:
+            part.conv.bias = nn.Parameter(conv.conv.bias.detach()[keep].clone(), conv.conv.bias.requires_grad)
+        if conv.bn is not None:
+            part.bn.num_features = size
+            for name in ("weight", "bias"):
+                setattr(part.bn, name, nn.Parameter(getattr(conv.bn, name).detach()[keep].clone()))
+            for name in ("running_mean", "running_var"):
+                setattr(part.bn, name, getattr(conv.bn, name)[keep].clone())
+        parts.append(part)
+        start += size
+    return parts
+
+
 class DWConv(Conv):
     """Depthwise-style Conv: groups = gcd(c1, c2) (weight ``(c2, 1, k, k)`` when c1 == c2)."""
 
@@ -117,9 +146,22 @@ class C2f(nn.Module):
         self.cv1 = Conv(c1, 2 * self.c, 1, 1)
         self.cv2 = Conv((2 + n) * self.c, c2, 1)
         self.m = nn.ModuleList(Bottleneck(self.c, self.c, shortcut, g, k=(3, 3), e=1.0) for _ in range(n))
+        self.cv1_parts: nn.ModuleList | None = None  # set by split_cv1 (export copies only)
+
+    def split_cv1(self) -> None:
+        """Compute the two halves of ``cv1`` with two Convs instead of one Conv and a split (same values).
+
+        For export copies: ONNX Runtime then keeps its blocked (NCHWc) layout through the block instead of
+        reordering around a Slice, 5-8% less inference time for the n models. Not for training: the state_dict
+        gains ``cv1_parts.*`` keys and the original ``cv1`` is no longer used.
+        """
+        self.cv1_parts = split_conv(self.cv1, [self.c, self.c])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        chunks = list(self.cv1(x).chunk(2, 1))  # 2 x (B, c, H, W)
+        if self.cv1_parts is None:
+            chunks = list(self.cv1(x).chunk(2, 1))  # 2 x (B, c, H, W)
+        else:
+            chunks = [part(x) for part in self.cv1_parts]
         for block in self.m:
             chunks.append(block(chunks[-1]))
         return self.cv2(torch.cat(chunks, 1))

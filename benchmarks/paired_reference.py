@@ -95,7 +95,7 @@ def compare(worker: ReferenceWorker, predictor: Predictor, name: str, mode: str,
     row: dict[str, Any] = {"model": name, "mode": mode, "batch": batch,
                            "speedup": statistics.median(ratios), "speedup_q25": q25, "speedup_q75": q75,
                            "boxes": ours[-1]["boxes"], "ref_boxes": theirs[-1]["boxes"],
-                           "ref_threads": theirs[-1]["threads"]}
+                           "ref_threads": theirs[-1]["threads"], "speedups": ratios}
     for side, replies in (("", ours), ("ref_", theirs)):
         for key in ("e2e", *STAGES):
             row[side + key] = statistics.median(r[key] for r in replies)

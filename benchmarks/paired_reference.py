@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from reference_predict import STAGES, synthetic_image, write_results
+from reference_predict import STAGES, print_table, synthetic_image, write_results
 
 from yolokit.config import PredictConfig
 from yolokit.predict.backend import ALL_ENGINES, create_backend
@@ -102,17 +102,15 @@ def compare(worker: ReferenceWorker, predictor: Predictor, name: str, mode: str,
     return row
 
 
-def print_table(rows: list[dict], title: str) -> None:
-    print(f"\n{title}")
-    header = (f"{'model':<16} {'mode':<5} {'batch':>5} {'ref thr':>7} {'ref pre':>7} {'ref inf':>7} {'ref e2e':>8} "
-              f"{'pre':>6} {'inf':>6} {'post':>5} {'e2e ms':>7} {'x ref':>6} {'x ref q25-q75':>14}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<16} {r['mode']:<5} {r['batch']:>5} {r['ref_threads']:>7} {r['ref_preprocess']:>7.1f} "
-              f"{r['ref_inference']:>7.1f} {r['ref_e2e']:>8.1f} {r['preprocess']:>6.1f} {r['inference']:>6.1f} "
-              f"{r['postprocess']:>5.1f} {r['e2e']:>7.1f} {r['speedup']:>6.2f} "
-              f"{r['speedup_q25']:>6.2f}-{r['speedup_q75']:<7.2f}")
+COLUMNS = [
+    ("model", 16, "", lambda r: r["model"]), ("mode", 5, "", lambda r: r["mode"]),
+    ("batch", 5, "d", lambda r: r["batch"]), ("ref thr", 7, "d", lambda r: r["ref_threads"]),
+    ("ref pre", 7, ".1f", lambda r: r["ref_preprocess"]), ("ref inf", 7, ".1f", lambda r: r["ref_inference"]),
+    ("ref e2e", 8, ".1f", lambda r: r["ref_e2e"]), ("pre", 6, ".1f", lambda r: r["preprocess"]),
+    ("inf", 6, ".1f", lambda r: r["inference"]), ("post", 5, ".1f", lambda r: r["postprocess"]),
+    ("e2e ms", 7, ".1f", lambda r: r["e2e"]), ("x ref", 6, ".2f", lambda r: r["speedup"]),
+    ("x ref q25-q75", 14, "", lambda r: f"{r['speedup_q25']:.2f}-{r['speedup_q75']:.2f}"),
+]
 
 
 def main() -> int:
@@ -154,7 +152,7 @@ def main() -> int:
         worker.close()
     print_table(rows, f"paired: reference {worker.info['reference_version']} (torch {worker.info['torch']}) vs "
                       f"yolokit {args.engine} ({backend.engine}), imgsz {args.imgsz}, 1080x810 input, "
-                      f"median of {args.rounds} rounds")
+                      f"median of {args.rounds} rounds", COLUMNS)
     write_results(args.out, {"engine": args.engine, "imgsz": args.imgsz, "reference": worker.info,
                              "yolokit_threads": args.threads, "reference_threads": args.reference_threads}, rows, args)
     return 0

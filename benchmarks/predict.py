@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from reference_predict import synthetic_image, write_results  # shared with the reference side (no yolokit)
+from reference_predict import print_table, synthetic_image, write_results  # shared with the reference side (no yolokit)
 
 from yolokit.config import PredictConfig
 from yolokit.predict.backend import ALL_ENGINES, create_backend
@@ -101,17 +101,14 @@ def attach_reference(row: dict, reference: dict[tuple, dict], imgsz: int) -> Non
         row.update(ref_e2e=match["e2e"], ref_inference=match["inference"], speedup=match["e2e"] / row["e2e"])
 
 
-def print_table(rows: list[dict], title: str) -> None:
-    print(f"\n{title}")
-    header = (f"{'model':<16} {'mode':<5} {'engine':<13} {'batch':>5} {'pre ms':>7} {'infer ms':>9} {'post ms':>8} "
-              f"{'e2e ms':>8} {'min ms':>8} {'img/s':>7} {'ref e2e':>8} {'x ref':>6}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        ref = f"{r['ref_e2e']:>8.1f} {r['speedup']:>6.2f}" if "ref_e2e" in r else f"{'-':>8} {'-':>6}"
-        print(f"{r['model']:<16} {r.get('mode', 'nms'):<5} {r.get('engine', '-'):<13} {r['batch']:>5} "
-              f"{r['preprocess']:>7.1f} {r['inference']:>9.1f} {r['postprocess']:>8.1f} {r['e2e']:>8.1f} "
-              f"{r.get('e2e_min', r['e2e']):>8.1f} {1000 / r['e2e']:>7.2f} {ref}")
+COLUMNS = [
+    ("model", 16, "", lambda r: r["model"]), ("mode", 5, "", lambda r: r.get("mode", "nms")),
+    ("engine", 13, "", lambda r: r.get("engine", "-")), ("batch", 5, "d", lambda r: r["batch"]),
+    ("pre ms", 7, ".1f", lambda r: r["preprocess"]), ("infer ms", 9, ".1f", lambda r: r["inference"]),
+    ("post ms", 8, ".1f", lambda r: r["postprocess"]), ("e2e ms", 8, ".1f", lambda r: r["e2e"]),
+    ("min ms", 8, ".1f", lambda r: r.get("e2e_min", r["e2e"])), ("img/s", 7, ".2f", lambda r: 1000 / r["e2e"]),
+    ("ref e2e", 8, ".1f", lambda r: r.get("ref_e2e")), ("x ref", 6, ".2f", lambda r: r.get("speedup")),
+]
 
 
 def main() -> int:
@@ -147,7 +144,7 @@ def main() -> int:
                     print(f"  {name} {mode} batch {batch} {engine}: {row['e2e']:.1f} ms/img", flush=True)
     print_table(rows, f"yolokit predict, imgsz {args.imgsz}, 1080x810 input, torch {torch.__version__}, "
                       f"{torch.get_num_threads()} threads, median of {args.runs}"
-                      + (f"; reference: {args.reference_json}" if reference else ""))
+                      + (f"; reference: {args.reference_json}" if reference else ""), COLUMNS)
     meta = {"processor": platform.processor(), "imgsz": args.imgsz, "engines": args.engine, "input_hw": [810, 1080],
             "reference_json": args.reference_json if reference else None}
     write_results(args.out, meta, rows, args)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 STAGES = ("preprocess", "inference", "postprocess")
 
@@ -115,16 +116,33 @@ def measure(model, image, imgsz: int, batch: int, extra: dict, args: argparse.Na
     return row
 
 
-def print_table(rows: list[dict], title: str) -> None:
+def print_table(rows: list[dict], title: str, columns: list[tuple]) -> None:
+    """Print ``title`` and a fixed-width table (shared by the benchmark scripts).
+
+    ``columns``: ``(header, width, format, value of a row)``; an empty format is left-aligned text, any other
+    (``"d"``, ``".1f"``...) a right-aligned number; a value of None prints ``-``.
+    """
+    def cell(text: Any, width: int, fmt: str) -> str:
+        if text is None:
+            return f"{'-':>{width}}"
+        return f"{text:<{width}}" if not fmt else f"{text:>{width}{fmt}}"
+
     print(f"\n{title}")
-    header = (f"{'model':<16} {'mode':<5} {'imgsz':>5} {'batch':>5} {'pre ms':>8} {'infer ms':>9} {'post ms':>8} "
-              f"{'e2e ms':>8} {'img/s':>7} {'boxes':>5} {'thr':>3}")
+    header = " ".join(f"{label:<{width}}" if not fmt else f"{label:>{width}}" for label, width, fmt, _ in columns)
     print(header)
     print("-" * len(header))
-    for r in rows:
-        print(f"{r['model']:<16} {r['mode']:<5} {r['imgsz']:>5} {r['batch']:>5} {r['preprocess']:>8.1f} "
-              f"{r['inference']:>9.1f} {r['postprocess']:>8.1f} {r['e2e']:>8.1f} {r['images_per_s']:>7.2f} "
-              f"{r['boxes']:>5} {r['threads']:>3}")
+    for row in rows:
+        print(" ".join(cell(value(row), width, fmt) for _, width, fmt, value in columns))
+
+
+COLUMNS = [
+    ("model", 16, "", lambda r: r["model"]), ("mode", 5, "", lambda r: r["mode"]),
+    ("imgsz", 5, "d", lambda r: r["imgsz"]), ("batch", 5, "d", lambda r: r["batch"]),
+    ("pre ms", 8, ".1f", lambda r: r["preprocess"]), ("infer ms", 9, ".1f", lambda r: r["inference"]),
+    ("post ms", 8, ".1f", lambda r: r["postprocess"]), ("e2e ms", 8, ".1f", lambda r: r["e2e"]),
+    ("img/s", 7, ".2f", lambda r: r["images_per_s"]), ("boxes", 5, "d", lambda r: r["boxes"]),
+    ("thr", 3, "d", lambda r: r["threads"]),
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -215,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {row['model']} {mode} imgsz {imgsz} batch {batch}: {row['e2e']:.1f} ms/img", flush=True)
     print_table(rows, f"reference predict ({ultralytics.__version__}), 1080x810 input, torch {torch.__version__}, "
                       f"threads {args.threads or 'reference default'}, conf {args.conf}, median of {args.runs}"
-                      + (f", best of {args.repeat} repeats" if args.repeat > 1 else ""))
+                      + (f", best of {args.repeat} repeats" if args.repeat > 1 else ""), COLUMNS)
     meta = {"reference": "ultralytics", "reference_version": ultralytics.__version__, "numpy": np.__version__,
             "threads_arg": args.threads, "imgsz": args.imgsz, "repeat": args.repeat, "conf": args.conf,
             "iou": args.iou, "max_det": args.max_det, "input_hw": list(image.shape[:2]),

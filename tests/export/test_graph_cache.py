@@ -135,3 +135,15 @@ def test_only_the_main_rank_writes_and_old_graphs_are_evicted(cache, monkeypatch
     kept = sorted(p.name for p in folder.glob("*.onnx"))
     assert len(kept) == graph_cache.MAX_FILES
     assert "old00.onnx" not in kept and "old03.onnx" not in kept and f"old{graph_cache.MAX_FILES + 2:02d}.onnx" in kept
+
+
+def test_default_engine_nms_free_below_max_det_anchors_matches_torch(cache):
+    model = YOLO(FIXTURES / "yolo26-tiny-shapes.pt")
+    image = np.full((64, 64, 3), 114, np.uint8)
+    image[16:48, 8:40] = (20, 200, 20)
+    args = {"imgsz": 64, "nms": False, "conf": 0.0, "verbose": False}  # 84 anchors < max_det 300
+    got = model.predict(image, **args)[0]
+    expected = model.predict(image, engine="channels_last", **args)[0]
+    assert isinstance(model._backend("cpu", False, "auto"), OnnxRuntimeBackend)
+    assert len(got) == len(expected) == 84
+    np.testing.assert_allclose(np.asarray(got.boxes.conf), np.asarray(expected.boxes.conf), rtol=0, atol=1e-5)

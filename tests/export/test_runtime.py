@@ -48,8 +48,10 @@ def test_from_model_surface_and_lazy_nms_free_head(yolo26_backend):
     rows, expected = backend(x), torch_backend(x)
     assert rows.shape == expected.shape == (2, 300, 6)
     assert torch.allclose(rows[..., 4], expected[..., 4], atol=1e-5)
-    with pytest.raises(ValueError, match="top 300 of 252 anchors"):  # K fixed at export; 96x128 has 252 anchors
-        backend(torch.zeros(1, 3, 96, 128))
+    small = torch.rand(1, 3, 96, 128)  # 252 anchors, fewer than max_det: K follows the input, as in torch
+    rows, expected = backend(small), torch_backend(small)
+    assert rows.shape == expected.shape == (1, 252, 6)
+    assert torch.allclose(rows[..., 4], expected[..., 4], atol=1e-5)
     backend.set_nms_free(False)
     assert backend(x).shape == (2, 7, 1008)
     with pytest.raises(ValueError, match="multiples of 32"):

@@ -1,6 +1,7 @@
 """ONNX export of a ``DetectionModel``: one graph, input ``images`` ``(B, 3, H, W)`` float32 RGB in [0, 1], output
 ``output0``: ``(B, 4+nc, A)`` xywh boxes in input pixels + class probabilities, or, with ``nms_free=True`` (YOLO26
-one-to-one head), ``(B, K, 6)`` ``[x1, y1, x2, y2, score, class]`` rows sorted by score (K = the head's ``max_det``).
+one-to-one head), ``(B, K, 6)`` ``[x1, y1, x2, y2, score, class]`` rows sorted by score (K = the smaller of the
+head's ``max_det`` and the number of anchors of the input, computed in the graph).
 
 The file carries what a runtime needs to use it standalone, as ``metadata_props`` whose values are JSON text:
 ``yolokit_version``, ``task``, ``names`` (``{"0": "person", ...}``), ``stride`` (``[8, 16, 32]``), ``imgsz``
@@ -88,8 +89,7 @@ def _trace_to_onnx(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_fre
     axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if dynamic:
         axes[INPUT_NAME].update({2: "height", 3: "width"})
-        if not nms_free:
-            axes[OUTPUT_NAME][2] = "anchors"
+        axes[OUTPUT_NAME][1 if nms_free else 2] = "detections" if nms_free else "anchors"
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, *shape_hw)
     try:
@@ -127,10 +127,11 @@ def _metadata(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bo
 
 
 def _output_dims(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bool) -> dict[int, int]:
-    """The output dimensions known at export time: ``{1: 4+nc}`` (+ ``{2: A}`` when static) or ``{1: K, 2: 6}``."""
+    """The output dimensions known at export time: ``{1: 4+nc}`` (+ ``{2: A}`` when static), or ``{2: 6}`` (+ ``{1: K}``
+    when static) for the NMS-free head."""
     anchors = sum((shape_hw[0] // int(s)) * (shape_hw[1] // int(s)) for s in model.stride.tolist())
     if nms_free:
-        return {1: min(int(model.head.max_det), anchors), 2: 6}  # the top-k size is fixed when traced
+        return {2: 6} if dynamic else {1: min(int(model.head.max_det), anchors), 2: 6}
     return {1: 4 + int(model.nc)} if dynamic else {1: 4 + int(model.nc), 2: anchors}
 
 
@@ -164,8 +165,7 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
         imgsz: the traced input size, int or (h, w), multiples of the stride. With ``dynamic=True`` any multiple
             of the stride is accepted at run time; with ``dynamic=False`` exactly this size (batch stays dynamic).
         dynamic: dynamic height/width (the predictor then letterboxes to the minimal rectangle, as with torch).
-        nms_free: export the YOLO26 one-to-one head (``(B, K, 6)`` output). Its top-k size K (``max_det``) is
-            fixed, so inputs must give at least K anchors (about 128x128 pixels and up for K=300).
+        nms_free: export the YOLO26 one-to-one head (``(B, K, 6)`` output, ``K = min(max_det, anchors)``).
         opset: ONNX opset version.
         half: fp16 export; not supported yet (the graph's anchor ranges would be fp16, which ONNX Runtime rejects).
     """

@@ -197,11 +197,6 @@ class OnnxRuntimeBackend:
         if not self.dynamic and [h, w] != list(self.metadata["imgsz"]):
             raise ConfigError(f"this ONNX model takes a fixed {tuple(self.metadata['imgsz'])} input, got "
                              f"{(h, w)}: pass that imgsz or export with dynamic=True")
-        if self.nms_free:
-            anchors = sum((h // int(s)) * (w // int(s)) for s in self.metadata["stride"])
-            if anchors < int(self.metadata["max_det"]):
-                raise ConfigError(f"the exported NMS-free head takes the top {self.metadata['max_det']} of "
-                                 f"{anchors} anchors at {(h, w)}: use a larger imgsz or engine='auto'")
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] -> float32 ``(B, 4+nc, A)`` xywh + probabilities, or ``(B, K, 6)``."""

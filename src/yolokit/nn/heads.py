@@ -148,7 +148,10 @@ class Detect(nn.Module):
         (an anchor may appear with two classes), sorted by score descending. Rows: ``[x1, y1, x2, y2, score, cls]``.
         """
         b, a, _ = preds.shape
-        k = min(self.max_det, a)
+        if torch.onnx.is_in_onnx_export():  # K from the input's shape at run time (a graph for every input size)
+            k = torch.clamp(torch._shape_as_tensor(preds)[1], max=self.max_det)
+        else:
+            k = min(self.max_det, a)
         boxes, scores = preds.split([4, self.nc], dim=-1)
         index = scores.amax(dim=-1).topk(k, dim=1).indices.unsqueeze(-1)  # (B, K, 1)
         boxes = boxes.gather(1, index.expand(-1, -1, 4))  # (B, K, 4)

@@ -147,3 +147,11 @@ def test_default_engine_nms_free_below_max_det_anchors_matches_torch(cache):
     assert isinstance(model._backend("cpu", False, "auto"), OnnxRuntimeBackend)
     assert len(got) == len(expected) == 84
     np.testing.assert_allclose(np.asarray(got.boxes.conf), np.asarray(expected.boxes.conf), rtol=0, atol=1e-5)
+
+
+def test_the_key_covers_yolokit_code(monkeypatch):
+    private = prepare_for_export(load_weights(WEIGHTS), nms_free=False)
+    before = graph_cache.graph_key(private, 640, True, False)
+    assert graph_cache.graph_key(private, 640, True, False) == before  # deterministic
+    monkeypatch.setattr(graph_cache, "code_digest", lambda: "other yolokit code")
+    assert graph_cache.graph_key(private, 640, True, False) != before  # an upgrade never reuses old graphs

@@ -4,8 +4,9 @@ Exporting a model to ONNX takes about a second for an n-scale model (more for la
 every start of a process that predicts with ``engine='auto'`` on the CPU. The graph is therefore kept in
 ``$YOLOKIT_CACHE_DIR/onnx`` (default ``~/.cache/yolokit/onnx``) under a key that covers everything the graph depends
 on: every tensor of the fused model (names, dtypes, shapes and bytes), the export settings and metadata (input
-size, dynamic axes, head, names, stride, spec) and the yolokit / torch / onnx versions. Changed weights give a new
-key; nothing is ever reused across different weights.
+size, dynamic axes, head, names, stride, spec), the torch / onnx versions and a digest of yolokit's own source
+files (so an upgrade, or an edit of a development install, never reuses a graph traced by other code). Changed
+weights give a new key; nothing is ever reused across different weights.
 
 Files are written atomically, by the main rank only (other ranks export in memory); reading touches the file, and
 only the :data:`MAX_FILES` most recently used graphs are kept. A cache that cannot be written (read-only home,
@@ -14,6 +15,7 @@ full disk) costs a warning and the export time, never the prediction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,7 +28,7 @@ from yolokit.export.onnx import _export_shape, _metadata, export_onnx
 from yolokit.utils.dist import is_main_process
 from yolokit.utils.io import atomic_write_bytes, cache_root
 
-__all__ = ["graph_cache_dir", "graph_key", "cached_graph", "MAX_FILES"]
+__all__ = ["graph_cache_dir", "graph_key", "code_digest", "cached_graph", "MAX_FILES"]
 
 MAX_FILES = 16
 
@@ -38,6 +40,16 @@ def graph_cache_dir() -> Path:
     return cache_root() / "onnx"
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """Digest of every ``.py`` file of the installed yolokit package (read once per process, a few ms)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.blake2b(digest_size=16)
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def graph_key(model: Any, imgsz: int | Sequence[int], dynamic: bool, nms_free: bool) -> str:
     """Hex digest identifying the graph ``export_onnx(model, imgsz=, dynamic=, nms_free=)`` would produce."""
     import onnx
@@ -45,7 +57,7 @@ def graph_key(model: Any, imgsz: int | Sequence[int], dynamic: bool, nms_free: b
 
     stride = int(max(float(s) for s in model.stride))
     header = {"metadata": _metadata(model, _export_shape(imgsz, stride), dynamic, nms_free),
-              "torch": torch.__version__, "onnx": onnx.__version__}
+              "torch": torch.__version__, "onnx": onnx.__version__, "code": code_digest()}
     digest = hashlib.blake2b(json.dumps(header, sort_keys=True).encode(), digest_size=20)
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().to("cpu").contiguous()

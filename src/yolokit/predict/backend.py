@@ -270,16 +270,13 @@ def create_backend(model: nn.Module, device: str | torch.device = "cpu", half: b
                               "engine='auto'")
         if half:
             logger.warning("half=True is not supported by engine='onnxruntime'; running in fp32")
-    elif engine == "auto" and on_cpu and not half and _onnxruntime_installed():
-        engine = "onnxruntime"
+        return _onnxruntime_backend(model, num_threads)
+    if engine == "auto" and on_cpu and not half and _onnxruntime_installed():
         try:
             return _onnxruntime_backend(model, num_threads)
         except Exception as error:  # noqa: BLE001 - any export failure: the PyTorch engine still works
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             logger.warning("engine='auto': ONNX Runtime cannot run this model (%s); using PyTorch instead", first)
-            engine = "auto"
-    if engine == "onnxruntime":
-        return _onnxruntime_backend(model, num_threads)
     return TorchBackend(model, device=device, half=half, engine=engine, num_threads=num_threads)
 
 

@@ -2,8 +2,8 @@
 
 Today's steps: generate the synthetic dataset, load weights safely (a reference checkpoint when given, else a
 fresh YOLO26n from its spec), inspect them, print ``info()``, save and reload them in both native formats and check
-the outputs are identical, predict on the validation images and validate (mAP). Training, export and the registry
-join this walk as they land.
+the outputs are identical, predict on the validation images, validate (mAP), then export to ONNX and validate the
+exported file, which must score the same. Training, INT8 quantization and the registry join this walk as they land.
 """
 
 from __future__ import annotations
@@ -23,22 +23,22 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
     from yolokit.model import YOLO
 
     out.mkdir(parents=True, exist_ok=True)
-    LOGGER.info("[1/6] synthetic dataset")
+    LOGGER.info("[1/7] synthetic dataset")
     # Plain noise backgrounds: the domain the committed reference fixture was trained on (striped and gradient
     # backgrounds, the generator's default mix, are new to it and cost it most of its mAP).
     data_yaml = make_synthetic_dataset(out / "data", n_train=16, n_val=24, imgsz=320, seed=0, backgrounds=("noise",))
 
-    LOGGER.info("[2/6] load weights (%s)", weights or "yolo26n.yaml, random init")
+    LOGGER.info("[2/7] load weights (%s)", weights or "yolo26n.yaml, random init")
     if weights:
         from yolokit.weights.inspect import format_inspect, inspect_weights
 
         LOGGER.info(format_inspect(inspect_weights(weights)))
     model = YOLO(weights or "yolo26n.yaml")
 
-    LOGGER.info("[3/6] info")
+    LOGGER.info("[3/7] info")
     model.info()
 
-    LOGGER.info("[4/6] save and reload (.safetensors, .pt, fp16)")
+    LOGGER.info("[4/7] save and reload (.safetensors, .pt, fp16)")
     x = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(0))
     model.model.eval()
     with torch.inference_mode():
@@ -53,16 +53,24 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
             raise RuntimeError(f"round trip through {name} changed the outputs by {diff}")
     model.save(out / "weights" / "model-fp16.safetensors", half=True)
 
-    LOGGER.info("[5/6] predict on the validation images")
+    LOGGER.info("[5/7] predict on the validation images")
     val_images = sorted((out / "data" / "images" / "val").glob("*.jpg"))[:8]
     results = model.predict([str(p) for p in val_images], imgsz=320, save=True, project=str(out), name="predict",
                             exist_ok=True)
     boxes = sum(len(r.boxes) for r in results)
 
-    LOGGER.info("[6/6] validate")
+    LOGGER.info("[6/7] validate")
     metrics = model.val(data=str(data_yaml), imgsz=320, batch=8, project=str(out), name="val", exist_ok=True)
+
+    LOGGER.info("[7/7] export to ONNX and validate the exported file")
+    onnx_path = model.export(format="onnx", imgsz=320, file=str(out / "weights" / "model.onnx"))
+    exported = YOLO(onnx_path).val(data=str(data_yaml), imgsz=320, batch=8, project=str(out), name="val-onnx",
+                                   exist_ok=True, plots=False)
+    LOGGER.info("  %s: mAP50-95 %.4f (PyTorch weights %.4f)", onnx_path.name, exported.map, metrics.map)
+    if abs(exported.map - metrics.map) > 1e-3:
+        raise RuntimeError(f"the exported ONNX model scores mAP50-95 {exported.map:.4f}, the weights {metrics.map:.4f}")
     summary = {"images_predicted": float(len(results)), "boxes": float(boxes), "mAP50-95": metrics.map,
-               "mAP50": metrics.map50}
+               "mAP50": metrics.map50, "onnx mAP50-95": exported.map}
     LOGGER.info("Demo done: %s (outputs in %s)", ", ".join(f"{k} {v:.3g}" for k, v in summary.items()), out)
     return summary
 

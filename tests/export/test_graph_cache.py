@@ -44,6 +44,10 @@ def test_auto_is_onnxruntime_on_cpu_fp32_and_torch_otherwise(cache, monkeypatch)
     assert isinstance(create_backend(model), OnnxRuntimeBackend)
     assert isinstance(create_backend(model, engine="channels_last"), TorchBackend)
     assert isinstance(create_backend(model, half=True), TorchBackend)  # ONNX Runtime runs fp32 only
+    monkeypatch.setattr("yolokit.predict.backend.AUTO_ONNXRUNTIME_MAX_PARAMS", 10_000)  # m/l/x-sized for the test
+    assert isinstance(create_backend(model), TorchBackend)
+    assert isinstance(create_backend(model, engine="onnxruntime"), OnnxRuntimeBackend)  # asked for: always
+    monkeypatch.undo()
     monkeypatch.setattr("yolokit.predict.backend._onnxruntime_installed", lambda: False)
     backend = create_backend(model)
     assert isinstance(backend, TorchBackend) and backend.engine == "channels_last"

@@ -24,9 +24,11 @@ within float rounding (~1e-6 relative):
 
 :func:`create_backend` is what ``YOLO.predict`` / ``YOLO.val`` call. It adds ``engine="onnxruntime"``
 (:class:`yolokit.export.runtime.OnnxRuntimeBackend`, CPU, fp32) and resolves ``engine="auto"`` to it on the CPU in
-fp32 when ``onnx`` and ``onnxruntime`` are installed: 1.2-1.6x less inference time than ``"channels_last"`` on
-this project's 2-core benchmark machine (``benchmarks/README.md``). The first use of a set of weights
-exports the graph (about 1-2 s for n-scale models), which is then cached on disk. ``"auto"`` falls back to
+fp32 for models of at most :data:`AUTO_ONNXRUNTIME_MAX_PARAMS` parameters (the n and s scales) when ``onnx`` and
+``onnxruntime`` are installed. Measured on this project's 2-core benchmark machine at 640x480 (inference,
+``channels_last`` / ``onnxruntime``): n models 1.2-1.6x, s models 1.2-1.6x faster on ONNX Runtime, m models
+0.8-0.9x and x models 0.85-1.0x (slower), so larger models stay on PyTorch. The first use of a set of weights
+exports the graph (about 1-2 s for n, 2-3 s for s models), which is then cached on disk. ``"auto"`` falls back to
 ``"channels_last"`` with a warning when the export fails.
 """
 
@@ -46,10 +48,12 @@ from torch import nn
 
 from yolokit.errors import ConfigError
 
-__all__ = ["TorchBackend", "create_backend", "physical_cores", "configure_threads", "ENGINES", "ALL_ENGINES"]
+__all__ = ["TorchBackend", "create_backend", "physical_cores", "configure_threads", "ENGINES", "ALL_ENGINES",
+           "AUTO_ONNXRUNTIME_MAX_PARAMS"]
 
 ENGINES = ("auto", "eager", "channels_last", "jit")  # TorchBackend's
 ALL_ENGINES = (*ENGINES, "onnxruntime")  # create_backend's
+AUTO_ONNXRUNTIME_MAX_PARAMS = 15_000_000  # engine="auto" uses ONNX Runtime up to here (n, s); see the docstring
 
 logger = logging.getLogger(__name__)
 _threads_configured = False
@@ -271,7 +275,8 @@ def create_backend(model: nn.Module, device: str | torch.device = "cpu", half: b
         if half:
             logger.warning("half=True is not supported by engine='onnxruntime'; running in fp32")
         return _onnxruntime_backend(model, num_threads)
-    if engine == "auto" and on_cpu and not half and _onnxruntime_installed():
+    small = sum(p.numel() for p in model.parameters()) <= AUTO_ONNXRUNTIME_MAX_PARAMS
+    if engine == "auto" and on_cpu and not half and small and _onnxruntime_installed():
         try:
             return _onnxruntime_backend(model, num_threads)
         except Exception as error:  # noqa: BLE001 - any export failure: the PyTorch engine still works

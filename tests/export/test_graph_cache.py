@@ -159,3 +159,16 @@ def test_the_key_covers_yolokit_code(monkeypatch):
     assert graph_cache.graph_key(private, 640, True, False) == before  # deterministic
     monkeypatch.setattr(graph_cache, "code_digest", lambda: "other yolokit code")
     assert graph_cache.graph_key(private, 640, True, False) != before  # an upgrade never reuses old graphs
+
+
+def test_a_read_only_cache_still_serves_its_graphs(cache, monkeypatch):
+    folder, exports = cache
+    model = load_weights(WEIGHTS)
+    OnnxRuntimeBackend.from_model(model, num_threads=1)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(graph_cache.os, "utime", refuse)
+    OnnxRuntimeBackend.from_model(model, num_threads=1)
+    assert exports == [False]  # read from the cache although its time stamp cannot be refreshed

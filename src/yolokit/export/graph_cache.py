@@ -15,6 +15,7 @@ full disk) costs a warning and the export time, never the prediction.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -77,13 +78,15 @@ def cached_graph(model: Any, imgsz: int | Sequence[int], dynamic: bool, nms_free
     if not refresh:
         try:
             data = path.read_bytes()
-            os.utime(path)  # most recently used
-            logger.debug("ONNX graph from the cache: %s", path)
-            return data, path
         except FileNotFoundError:
             pass
         except OSError as error:
             logger.warning("cannot read the cached ONNX graph %s (%s); exporting again", path, error.strerror)
+        else:
+            with contextlib.suppress(OSError):  # a read-only cache still serves its graphs
+                os.utime(path)  # most recently used
+            logger.debug("ONNX graph from the cache: %s", path)
+            return data, path
     data = export_onnx(model, imgsz=imgsz, dynamic=dynamic, nms_free=nms_free)
     if not is_main_process():
         return data, None
@@ -104,7 +107,5 @@ def _evict(folder: Path, keep: int) -> None:
     except OSError:
         return
     for old in files[keep:]:
-        try:
+        with contextlib.suppress(OSError):
             old.unlink()
-        except OSError:
-            pass

@@ -199,3 +199,27 @@ def test_30k_uniform_boxes_worst_case():
     rank = torch.empty(30000, dtype=torch.int64)
     rank[torch.sort(scores, descending=True, stable=True).indices] = torch.arange(30000)
     assert bool((overlap & (rank[keep][None, :] < rank[dropped][:, None])).any(1).all())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_max_keep_stops_early_with_the_same_top_boxes(seed):
+    """max_keep (max_det) may stop the work early; the first max_keep kept boxes equal the full run's."""
+    g = torch.Generator().manual_seed(seed)
+    n = 3000
+    centres = torch.rand(40, 2, generator=g) * 600
+    xy = centres[torch.randint(0, 40, (n,), generator=g)] + torch.randn(n, 2, generator=g) * 12
+    wh = torch.rand(n, 2, generator=g) * 50 + 15
+    boxes = torch.cat([xy - wh / 2, xy + wh / 2], 1)
+    scores = torch.rand(n, generator=g)
+    classes = torch.randint(0, 5, (n,), generator=g).float()
+    full = nms(boxes, scores, 0.6)
+    assert len(full) > 300
+    assert torch.equal(nms(boxes, scores, 0.6, max_keep=100)[:100], full[:100])
+    full_batched = batched_nms(boxes, scores, classes, 0.6)
+    assert torch.equal(batched_nms(boxes, scores, classes, 0.6, max_keep=300)[:300], full_batched[:300])
+    expected = []  # per class with the naive loop, merged by score
+    for c in classes.unique():
+        index = (classes == c).nonzero().squeeze(1)
+        expected += index[naive_greedy_nms(boxes[index], scores[index], 0.6)].tolist()
+    expected.sort(key=lambda i: (-float(scores[i]), i))
+    assert full_batched[:300].tolist() == expected[:300]

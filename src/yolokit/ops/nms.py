@@ -63,8 +63,12 @@ def _resolve_block(suppresses: torch.Tensor, alive: torch.Tensor) -> torch.Tenso
         keep = new_keep
 
 
-def _greedy_sorted(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tensor:
-    """Keep mask ``(N,)`` for boxes already sorted by decreasing score."""
+def _greedy_sorted(boxes_xyxy: torch.Tensor, iou_threshold: float, max_keep: int | None = None) -> torch.Tensor:
+    """Keep mask ``(N,)`` for boxes already sorted by decreasing score.
+
+    With ``max_keep``, stops after the block in which the ``max_keep``-th box is kept: the mask is then exact for
+    every box up to there and False after, so its first ``max_keep`` kept boxes are those of the full run.
+    """
     count = boxes_xyxy.shape[0]
     keep = torch.zeros(count, dtype=torch.bool, device=boxes_xyxy.device)
     kept = boxes_xyxy[:0]  # (K, 4) boxes kept so far
@@ -79,6 +83,8 @@ def _greedy_sorted(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tens
         block_keep = index[_resolve_block(suppresses, torch.ones_like(index, dtype=torch.bool))]
         keep[start + block_keep] = True
         kept = torch.cat((kept, block[block_keep]))
+        if max_keep is not None and kept.shape[0] >= max_keep:
+            break
     return keep
 
 
@@ -153,13 +159,16 @@ def _greedy_sweep(boxes_xyxy: torch.Tensor, iou_threshold: float) -> torch.Tenso
     return _resolve_edges(count, torch.minimum(p, q), torch.maximum(p, q))
 
 
-def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torch.Tensor:
+def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float,
+        max_keep: int | None = None) -> torch.Tensor:
     """Exact greedy non-maximum suppression.
 
     Args:
         boxes_xyxy: ``(N, 4)`` boxes ``(x1, y1, x2, y2)``.
         scores: ``(N,)`` scores.
         iou_threshold: a box is dropped when its IoU with a kept higher-scoring box is ``> iou_threshold``.
+        max_keep: only the first ``max_keep`` kept boxes are needed (e.g. ``max_det``): the work may stop once
+            they are known. The result then starts with exactly those boxes (and may hold a few more).
 
     Returns:
         ``(K,)`` int64 indices into the input of the kept boxes, sorted by decreasing score (ties: lower index
@@ -177,31 +186,34 @@ def nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, iou_threshold: float) ->
         return torch.zeros(0, dtype=torch.int64, device=boxes_xyxy.device)
     order = torch.sort(scores, descending=True, stable=True).indices  # (N,)
     sorted_boxes = boxes_xyxy[order].float()
-    keep = _greedy_sweep(sorted_boxes, float(iou_threshold))
+    keep = None if max_keep is not None else _greedy_sweep(sorted_boxes, float(iou_threshold))
     if keep is None:
-        keep = _greedy_sorted(sorted_boxes, float(iou_threshold))
+        keep = _greedy_sorted(sorted_boxes, float(iou_threshold), max_keep)
     return order[keep]
 
 
 def batched_nms(
-    boxes_xyxy: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, iou_threshold: float, max_wh: float = 7680
+    boxes_xyxy: torch.Tensor, scores: torch.Tensor, class_ids: torch.Tensor, iou_threshold: float, max_wh: float = 7680,
+    max_keep: int | None = None,
 ) -> torch.Tensor:
     """Per-class NMS: boxes of different classes never suppress each other (``max_wh=0``: class-agnostic).
 
     Follows the reference exactly: boxes are shifted by ``class_id * max_wh`` and one NMS runs on the shifted
     boxes. When every box fits in ``max_wh`` pixels (always, for real images) the shift makes cross-class IoU
     zero, so the NMS is run per class instead, which gives the same answer with far less work (large inputs first
-    try one sweep over the shifted boxes, which never tests pairs of different classes).
+    try one sweep over the shifted boxes, which never tests pairs of different classes). With ``max_keep`` (as in
+    :func:`nms`) one NMS runs over the shifted boxes of all classes in score order and stops once ``max_keep``
+    boxes are kept, which is what ``max_det`` needs.
 
     Returns:
         ``(K,)`` int64 kept indices sorted by decreasing score (ties: lower index first).
     """
     if boxes_xyxy.shape[0] == 0 or max_wh == 0:
-        return nms(boxes_xyxy, scores, iou_threshold)
+        return nms(boxes_xyxy, scores, iou_threshold, max_keep)
     shifted = boxes_xyxy.float() + class_ids.float()[:, None] * max_wh  # (N, 4)
     xs = boxes_xyxy[:, [0, 2]]
-    if not bool(xs.max() - xs.min() <= max_wh):
-        return nms(shifted, scores, iou_threshold)
+    if max_keep is not None or not bool(xs.max() - xs.min() <= max_wh):
+        return nms(shifted, scores, iou_threshold, max_keep)  # one pass in score order: stops at max_keep
     if boxes_xyxy.shape[0] >= _SWEEP_MIN:  # one sweep over the shifted boxes: classes are apart along x
         order = torch.sort(scores, descending=True, stable=True).indices
         keep = _greedy_sweep(shifted[order], float(iou_threshold))
@@ -280,7 +292,7 @@ def non_max_suppression(
             det = det[_class_mask(det[:, 5], classes)]
         if det.shape[0] > max_nms:  # the max_nms best rows, kept in their original order
             det = det[det[:, 4].topk(max_nms, sorted=False).indices.sort().values]
-        keep = batched_nms(det[:, :4], det[:, 4], det[:, 5], iou, 0 if agnostic else max_wh)
+        keep = batched_nms(det[:, :4], det[:, 4], det[:, 5], iou, 0 if agnostic else max_wh, max_keep=max_det)
         output.append(det[keep[:max_det]])
     return output
 

@@ -185,8 +185,9 @@ class YOLO:
         """Write the model as ``format`` (``onnx``, ``safetensors`` or ``pt``) and return the file's path.
 
         Settings are those of ``ExportConfig`` (``file``, ``imgsz``, ``dynamic``, ``nms``, ``half``, ``opset``).
-        The default file is the weights' path with the new suffix (``./<model name>.<ext>`` for a model built from
-        a spec). The ONNX file carries names, stride and head in its metadata: ``YOLO("x.onnx")`` predicts with it.
+        The default file is the weights' path with the new suffix (in the working directory for downloaded weights,
+        ``./<model name>.<ext>`` for a model built from a spec). The ONNX file carries names, stride and head in
+        its metadata: ``YOLO("x.onnx")`` predicts with it.
         """
         cfg = make_config(ExportConfig, overrides, format=format)
         if cfg.format not in EXPORT_FORMATS:
@@ -208,8 +209,12 @@ class YOLO:
 
     # --- internals --------------------------------------------------------------------------------------------
     def _default_export_path(self, suffix: str) -> Path:
+        """Beside the weights file; in the working directory for downloaded weights (never into the cache)."""
         if self.ckpt_path is not None:
-            return self.ckpt_path.with_suffix(suffix)
+            from yolokit.utils.io import cache_root
+
+            downloaded = cache_root().resolve() in self.ckpt_path.resolve().parents
+            return Path(self.ckpt_path.name).with_suffix(suffix) if downloaded else self.ckpt_path.with_suffix(suffix)
         from yolokit.models.spec import model_display_name
 
         return Path(model_display_name(self.model.spec).lower() + suffix)

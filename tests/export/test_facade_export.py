@@ -115,3 +115,14 @@ def test_cli_export_then_predict(yolo26, capsys, tmp_path):
     assert (tmp_path / "runs" / "predict" / Path(IMAGES[0]).name).is_file()
     assert main(["export", f"model={yolo26}", "format=tflite"]) == 2
     assert "format must be one of" in capsys.readouterr().err
+
+
+def test_downloaded_weights_export_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLOKIT_CACHE_DIR", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "weights" / "yolo26-tiny-shapes.pt"
+    cached.parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "yolo26-tiny-shapes.pt", cached)
+    monkeypatch.chdir(tmp_path)
+    path = YOLO(cached).export(imgsz=64)
+    assert path.resolve() == (tmp_path / "yolo26-tiny-shapes.onnx").resolve()
+    assert not cached.with_suffix(".onnx").exists()  # nothing written into the download cache

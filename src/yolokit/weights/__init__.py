@@ -145,6 +145,7 @@ def read_weights(path: str | Path) -> WeightsFile:
     fmt = detect_format(path)
     if fmt == "onnx":
         raise WeightsError(f"{path} {_ONNX_MESSAGE}")
+    sha256 = sha256_file(path)
     if fmt == "safetensors":
         state_dict, raw = native.read_safetensors(path)
     elif fmt == "yolokit-pt":
@@ -152,9 +153,9 @@ def read_weights(path: str | Path) -> WeightsFile:
     else:
         from yolokit.weights.foreign import read_ultralytics
 
-        state_dict, raw = read_ultralytics(path)
+        state_dict, raw = read_ultralytics(path, sha256)
     metadata = {} if raw is None else normalize_metadata(raw, source=str(path))
-    return WeightsFile(state_dict=state_dict, metadata=metadata, format=fmt, sha256=sha256_file(path), path=path)
+    return WeightsFile(state_dict=state_dict, metadata=metadata, format=fmt, sha256=sha256, path=path)
 
 
 def _build_from_file(weights: WeightsFile) -> DetectionModel:

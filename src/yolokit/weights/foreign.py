@@ -80,13 +80,14 @@ def load_checkpoint(path: str | Path) -> Any:
         return load_archive_pickle(archive)
 
 
-def read_ultralytics(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def read_ultralytics(path: str | Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a reference checkpoint: ``(state_dict, metadata)``.
 
     ``state_dict`` uses the reference names (``model.0.conv.weight``...), floating tensors as fp32, integer buffers
     (``num_batches_tracked``, int64) unchanged. ``metadata`` follows the yolokit schema (``spec``, ``names``
     ``{int: str}``, ``stride``, ``imgsz``, ``task='detect'``, ``provenance`` with ``source='ultralytics'``,
     ``source_sha256``, ``reference_version``, ``date``, ``train_args``, ``train_metrics``, ``epoch``).
+    ``sha256``: the file's digest when the caller already has it (else it is computed).
     Raises ``UnsafeWeightsError`` for a refused global and ``WeightsError`` for anything else unreadable.
     """
     from yolokit.utils.io import sha256_file
@@ -101,7 +102,7 @@ def read_ultralytics(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
             "use a YOLOv8/YOLO11/YOLO26 detection model"
         )
     state_dict = flatten_state_dict(model, path)
-    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256_file(path))
+    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256 or sha256_file(path))
     logger.info("Read %d tensors from reference checkpoint %s", len(state_dict), path)
     return state_dict, metadata
 

@@ -81,7 +81,7 @@ def _inspect_torch_archive(path: Path, report: dict[str, Any]) -> None:
         return
     try:
         if report["format"] == "ultralytics-pt":
-            state_dict, metadata = _read_reference_stored_dtypes(path)
+            state_dict, metadata = _read_reference_stored_dtypes(path, report["sha256"])
         else:
             state_dict, metadata = _read_native(path)
     except UnsafeWeightsError:
@@ -127,15 +127,14 @@ def _inspect_other(path: Path, report: dict[str, Any]) -> None:
     _describe(report, state_dict, metadata)
 
 
-def _read_reference_stored_dtypes(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_reference_stored_dtypes(path: Path, sha256: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A reference checkpoint's tensors in their stored dtype (fp16 stays fp16) and its yolokit metadata."""
-    from yolokit.utils.io import sha256_file
     from yolokit.weights.foreign import build_import_metadata, flatten_state_dict, load_checkpoint, select_model
 
     ckpt = load_checkpoint(path)
     model = select_model(ckpt, path)
     state_dict = flatten_state_dict(model, path, float32=False)
-    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256_file(path))
+    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256)
     metadata.update(created=None, yolokit_version=None, parent_sha256=None)  # import-time values, not the file's
     return state_dict, metadata
 

@@ -6,17 +6,19 @@ reading a spec stays light.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from yolokit.utils.lazy import lazy_getattr
 
 __all__ = ["DetectionModel", "build_model", "load_spec", "model_display_name", "model_info", "validate_spec"]
 
 _LAZY = {
-    "DetectionModel": ("yolokit.models.detector", "DetectionModel"),
-    "build_model": ("yolokit.models.builder", "build_model"),
-    "load_spec": ("yolokit.models.spec", "load_spec"),
-    "model_display_name": ("yolokit.models.spec", "model_display_name"),
-    "validate_spec": ("yolokit.models.spec", "validate_spec"),
-    "model_info": ("yolokit.models.info", "model_info"),
+    "DetectionModel": "yolokit.models.detector",
+    "build_model": "yolokit.models.builder",
+    "load_spec": "yolokit.models.spec",
+    "model_display_name": "yolokit.models.spec",
+    "validate_spec": "yolokit.models.spec",
+    "model_info": "yolokit.models.info",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,10 +28,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.models.spec import load_spec, model_display_name, validate_spec
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        module_name, attr = _LAZY[name]
-        return getattr(importlib.import_module(module_name), attr)
-    raise AttributeError(f"module 'yolokit.models' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

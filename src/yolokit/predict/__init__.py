@@ -7,8 +7,7 @@ loads nothing heavy): ``Predictor``, ``TorchBackend``, ``Results``, ``Boxes``, `
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from yolokit.utils.lazy import lazy_getattr
 
 __all__ = ["Predictor", "TorchBackend", "Results", "Boxes", "letterbox", "preprocess", "check_imgsz", "draw_boxes",
            "colors"]
@@ -26,9 +25,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'yolokit.predict' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())

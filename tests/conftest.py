@@ -5,6 +5,8 @@ suite fast (each fixture model is exported once) without touching the user's ``~
 """
 
 import pytest
+import torch
+from torch import nn
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -13,3 +15,20 @@ def _isolated_cache(tmp_path_factory):
     patcher.setenv("YOLOKIT_CACHE_DIR", str(tmp_path_factory.mktemp("yolokit-cache")))
     yield
     patcher.undo()
+
+
+def randomise_batchnorm(module: nn.Module, seed: int = 0, spread: float = 0.5) -> None:
+    """Non-trivial BatchNorm statistics and affine terms, so outputs depend on every BN tensor.
+
+    Means and biases ~ N(0, spread); variances and weights ~ U(1 - spread, 1 + spread). Import it in tests with
+    ``from conftest import randomise_batchnorm``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for bn in module.modules():
+            if isinstance(bn, nn.BatchNorm2d):
+                n = bn.num_features
+                bn.running_mean.copy_(torch.randn(n, generator=g) * spread)
+                bn.running_var.copy_(1 - spread + 2 * spread * torch.rand(n, generator=g))
+                bn.weight.copy_(1 - spread + 2 * spread * torch.rand(n, generator=g))
+                bn.bias.copy_(torch.randn(n, generator=g) * spread)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_batchnorm
 from yolokit.errors import ConfigError
 from yolokit.models.builder import build_model
 
@@ -14,17 +15,6 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 def _tiny(family: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     return build_model(FIXTURES / f"{family}-tiny.yaml")
-
-
-def _perturb_batchnorm(model: nn.Module, seed: int = 1) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for bn in model.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            bn.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-            bn.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-            bn.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
 
 
 @pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
@@ -102,7 +92,7 @@ def test_nms_free_needs_an_end2end_model():
 @pytest.mark.parametrize("family", ["yolov8", "yolo11", "yolo26"])
 def test_fuse_preserves_outputs(family):
     model = _tiny(family)
-    _perturb_batchnorm(model)
+    randomise_batchnorm(model, seed=1, spread=0.25)
     model = model.double().eval()
     x = torch.rand(2, 3, 96, 64, dtype=torch.float64)
     with torch.no_grad():
@@ -125,7 +115,7 @@ def test_fuse_preserves_outputs(family):
 
 def test_fuse_fp32_within_float_noise():
     model = _tiny("yolo11")
-    _perturb_batchnorm(model)
+    randomise_batchnorm(model, seed=1, spread=0.25)
     model.eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():

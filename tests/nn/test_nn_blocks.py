@@ -2,19 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import randomise_batchnorm
 from yolokit.nn import SPPF, Bottleneck, C2f, C3k, C3k2, Concat, Conv, DWConv, PSABlock
 from yolokit.nn.blocks import autopad
-
-
-def _randomise_bn(module: nn.Module, seed: int = 0) -> None:
-    g = torch.Generator().manual_seed(seed)
-    for bn in module.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
-            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.bias.data.copy_(torch.randn(n, generator=g) * 0.5)
 
 
 def test_autopad_same_padding():
@@ -38,7 +28,7 @@ def test_conv_structure_shapes_and_bn_settings():
 
 def test_conv_fuse_matches_formula_and_is_idempotent():
     conv = Conv(4, 6, 3, act=False).double().eval()
-    _randomise_bn(conv)
+    randomise_batchnorm(conv)
     x = torch.randn(2, 4, 7, 5, dtype=torch.float64)
     expected = conv(x)
     bn = conv.bn
@@ -135,7 +125,7 @@ def test_split_conv_parts_concatenate_to_the_conv(fused):
     from yolokit.nn.blocks import split_conv
 
     conv = Conv(8, 12, 1).eval()
-    _randomise_bn(conv)
+    randomise_batchnorm(conv)
     if fused:
         conv.fuse()
     parts = split_conv(conv, [5, 7])
@@ -153,7 +143,7 @@ def test_split_cv1_keeps_outputs(block):
     torch.manual_seed(0)
     module = {"c2f": lambda: C2f(16, 32, n=2), "c3k2": lambda: C3k2(16, 32, 1, True),
               "c2psa": lambda: C2PSA(64, 64)}[block]().eval()
-    _randomise_bn(module)
+    randomise_batchnorm(module)
     x = torch.randn(1, module.cv1.conv.in_channels, 8, 8)
     with torch.no_grad():
         before = module(x)

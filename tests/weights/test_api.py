@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import randomise_batchnorm
 from yolokit.errors import WeightsError
 from yolokit.weights import detect_format, load_weights, native, read_weights, save_weights
 
@@ -23,12 +24,10 @@ def _model(num_classes: int = 3, seed: int = 0) -> torch.nn.Module:
 
     torch.manual_seed(seed)
     model = build_model(load_spec(FIXTURES / "yolo11-tiny.yaml"), num_classes=num_classes)
-    with torch.no_grad():  # non-trivial BN statistics so that eval outputs depend on every buffer
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.normal_(0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-                module.num_batches_tracked.fill_(3)
+    randomise_batchnorm(model, seed)  # non-trivial BN statistics so that eval outputs depend on every buffer
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.num_batches_tracked.fill_(3)
     model.names = {i: f"name{i}" for i in range(num_classes)}
     return model.eval()
 

@@ -26,10 +26,10 @@ within float rounding (~1e-6 relative):
 (:class:`yolokit.export.runtime.OnnxRuntimeBackend`, CPU, fp32) and resolves ``engine="auto"`` to it on the CPU in
 fp32 for models of at most :data:`AUTO_ONNXRUNTIME_MAX_PARAMS` parameters (the n and s scales) when ``onnx`` and
 ``onnxruntime`` are installed. Measured on this project's 2-core benchmark machine at 640x480 (inference,
-``channels_last`` / ``onnxruntime``): n models 1.2-1.6x, s models 1.2-1.6x faster on ONNX Runtime, m models
-0.8-0.9x and x models 0.85-1.0x (slower), so larger models stay on PyTorch. The first use of a set of weights
-exports the graph (about 1-2 s for n, 2-3 s for s models), which is then cached on disk. ``"auto"`` falls back to
-``"channels_last"`` with a warning when the export fails.
+``channels_last`` / ``onnxruntime``): n models 1.24-1.55x and s models 1.24-1.62x faster on ONNX Runtime; m
+models 0.81-0.91x (slower) and x models 0.85-1.03x (no gain), so larger models stay on PyTorch. The first use of a
+set of weights exports the graph (1.6-1.9 s for n, 1.9-2.6 s for s models), which is then cached on disk.
+``"auto"`` falls back to ``"channels_last"`` with a warning when the export fails.
 """
 
 from __future__ import annotations

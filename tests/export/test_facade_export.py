@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from yolokit.cli import main
 from yolokit.errors import ConfigError, ExportError
 from yolokit.model import YOLO
-from yolokit.weights import detect_format, load_weights
+from yolokit.weights import detect_format, read_weights
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -86,8 +87,8 @@ def test_export_weights_formats_and_errors(yolo26, tmp_path):
     model = YOLO(yolo26)
     safetensors = model.export(format="safetensors", half=True)
     assert safetensors == yolo26.with_suffix(".safetensors") and detect_format(safetensors) == "safetensors"
-    reloaded = load_weights(safetensors)
-    assert next(iter(reloaded.state_dict().values())).dtype.is_floating_point
+    stored = read_weights(safetensors).state_dict
+    assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}  # half=True honoured
     assert YOLO(safetensors).names == model.names
     with pytest.raises(ConfigError, match="would overwrite the weights it reads"):
         model.export(format="pt")

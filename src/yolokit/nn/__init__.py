@@ -1,7 +1,9 @@
-"""Network building blocks: convolution blocks, attention blocks and the detection head."""
+"""Network building blocks, lowest first: primitives (conv.py), attention (attention.py), CSP blocks (blocks.py),
+the detection head (heads.py)."""
 
 from yolokit.nn.attention import C2PSA, Attention, PSABlock
-from yolokit.nn.blocks import SPPF, Bottleneck, C2f, C3k, C3k2, Concat, Conv, DWConv
+from yolokit.nn.blocks import SPPF, Bottleneck, C2f, C3k, C3k2
+from yolokit.nn.conv import Concat, Conv, DWConv
 from yolokit.nn.heads import DFL, Detect
 
 __all__ = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from yolokit.nn.blocks import Conv, split_conv
+from yolokit.nn.conv import Conv, split_conv
 
 __all__ = ["Attention", "PSABlock", "C2PSA"]
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from yolokit.nn.blocks import Conv, DWConv
+from yolokit.nn.conv import Conv, DWConv
 from yolokit.ops.anchors import dist2bbox, make_anchors
 
 __all__ = ["DFL", "Detect"]

@@ -1,4 +1,4 @@
-"""``make demo`` / ``yolokit demo``: a model's life on built-in data, offline.
+"""``make demo`` / ``yolokit demo`` / ``python -m yolokit demo``: a model's life on built-in data, offline.
 
 Today's steps: generate the synthetic dataset, load weights safely (a reference checkpoint when given, else a
 fresh YOLO26n from its spec), inspect them, print ``info()``, save and reload them in both native formats and check
@@ -9,7 +9,6 @@ exported file, which must score the same. Training, INT8 quantization and the re
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -73,13 +72,3 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
                "mAP50": metrics.map50, "onnx mAP50-95": exported.map}
     LOGGER.info("Demo done: %s (outputs in %s)", ", ".join(f"{k} {v:.3g}" for k, v in summary.items()), out)
     return summary
-
-
-def main() -> int:
-    from yolokit.cli import main as cli_main
-
-    return cli_main(["demo", *sys.argv[1:]])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

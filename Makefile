@@ -21,11 +21,14 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 demo: $(VENV)/.base
 	$(PY) -m yolokit demo out=demo_out weights=tests/fixtures/yolo11-tiny-shapes.pt
 
+# pytest, then the lint contracts (ruff and the import-linter layers), so CI keeps the imports one-way.
 test: $(VENV)/.test
 	$(PY) -m pytest -q
+	$(MAKE) lint
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: $(VENV)/.base
 	$(PY) benchmarks/import_time.py

@@ -81,3 +81,16 @@ def test_scale_boxes_clips_and_supports_no_padding():
     assert np.allclose(out, [[0.0, 0.0, 320.0, 50.0]])
     out = scale_boxes(torch.tensor([[10.0, 10.0, 20.0, 20.0]]), (100, 100), (50, 100), padding=False)
     assert torch.allclose(out, torch.tensor([[10.0, 10.0, 20.0, 20.0]]))  # gain 1, pad of 25 rows not removed
+
+
+def test_scale_boxes_per_axis_gains():
+    # a 90x240 image resized to 48x128 (gain_y 48/90, gain_x 128/240) then padded by (16, 24): x' = x*g_x + 16
+    gain_y, gain_x = 48 / 90, 128 / 240
+    original = torch.tensor([[12.0, 9.0, 180.0, 81.0, 0.9, 2.0]])
+    boxed = original.clone()
+    boxed[:, [0, 2]] = boxed[:, [0, 2]] * gain_x + 16
+    boxed[:, [1, 3]] = boxed[:, [1, 3]] * gain_y + 24
+    back = scale_boxes(boxed, None, (90, 240), ratio_pad=((gain_y, gain_x), (16, 24)))
+    assert torch.allclose(back, original, atol=1e-4)
+    with pytest.raises(ValueError, match="from_shape_hw"):
+        scale_boxes(boxed, None, (90, 240))

@@ -34,9 +34,11 @@ import numpy as np
 import torch
 
 from yolokit.config import ValConfig
+from yolokit.data.transforms import to_input_tensor
 from yolokit.errors import ConfigError, DatasetError
 from yolokit.eval.evaluator import DetectionEvaluator
 from yolokit.eval.metrics import DetectionMetrics
+from yolokit.ops.boxes import scale_boxes
 from yolokit.utils.dist import is_main_process
 from yolokit.utils.io import atomic_write_json, increment_dir
 from yolokit.utils.progress import progress
@@ -88,7 +90,7 @@ def resize_long_side(image: np.ndarray, imgsz: int) -> np.ndarray:
 def prepare_image(image: np.ndarray, imgsz: int, shape_hw: tuple[int, int],
                   stride: int) -> tuple[np.ndarray, tuple[float, float, int, int]]:
     """Resize + letterbox one image -> (padded BGR image, (gain_x, gain_y, left, top)) for :func:`unletterbox`."""
-    from yolokit.predict.preprocess import letterbox
+    from yolokit.data.transforms import letterbox
 
     h0, w0 = image.shape[:2]
     resized = resize_long_side(image, imgsz)
@@ -98,12 +100,10 @@ def prepare_image(image: np.ndarray, imgsz: int, shape_hw: tuple[int, int],
 
 
 def unletterbox(det: torch.Tensor, mapping: tuple[float, float, int, int], shape_hw: tuple[int, int]) -> torch.Tensor:
-    """(n, 6) xyxy in network-input pixels -> original-image pixels, clipped to ``shape_hw``."""
+    """(n, 6) xyxy in network-input pixels -> original-image pixels, clipped to ``shape_hw`` (``scale_boxes``
+    with the per-axis gains and the offset recorded by :func:`prepare_image`)."""
     gain_x, gain_y, left, top = mapping
-    out = det.clone()
-    out[:, [0, 2]] = ((out[:, [0, 2]] - left) / gain_x).clamp_(0, shape_hw[1])
-    out[:, [1, 3]] = ((out[:, [1, 3]] - top) / gain_y).clamp_(0, shape_hw[0])
-    return out
+    return scale_boxes(det, None, shape_hw, ratio_pad=((gain_y, gain_x), (left, top)))
 
 
 def labels_to_target(labels: Any) -> dict[str, np.ndarray]:
@@ -181,11 +181,6 @@ def _postprocess(output: torch.Tensor, config: ValConfig, nms_free: bool) -> lis
     return non_max_suppression(output, config.conf, config.iou, multi_label=True, max_det=config.max_det)
 
 
-def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
-    batch = np.ascontiguousarray(np.stack(images)[..., ::-1].transpose(0, 3, 1, 2))  # (B, 3, H, W) RGB
-    return torch.from_numpy(batch).float().div_(255.0)
-
-
 def _coco_rows(det: np.ndarray, image_id: Any, file_name: str, category_ids: list[int]) -> list[dict[str, Any]]:
     """predictions.json rows (COCO results format: bbox = [x, y, w, h] in pixels)."""
     return [{"image_id": image_id, "file_name": file_name,
@@ -208,7 +203,7 @@ def _run_batch(backend: Any, images: list[np.ndarray], indices: np.ndarray, shap
                state: _RunState, keep_for_plots: bool) -> None:
     start = time.perf_counter()
     prepared = [prepare_image(image, config.imgsz, shape_hw, backend.stride) for image in images]
-    batch = _to_tensor([padded for padded, _ in prepared])
+    batch = to_input_tensor([padded for padded, _ in prepared])
     start = state.timer.add("preprocess", start)
     output = backend(batch)
     start = state.timer.add("inference", start, sync=True)

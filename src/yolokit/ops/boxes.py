@@ -124,34 +124,38 @@ def letterbox_pad(from_shape_hw: Sequence[int], to_shape_hw: Sequence[int]) -> t
 
 def scale_boxes(
     boxes: BoxArray,
-    from_shape_hw: Sequence[int],
+    from_shape_hw: Sequence[int] | None,
     to_shape_hw: Sequence[int],
     ratio_pad: tuple[Sequence[float], Sequence[float]] | None = None,
     padding: bool = True,
 ) -> BoxArray:
-    """Map xyxy boxes from a letterboxed image back to the original image, then clip.
+    """Map xyxy boxes from a letterboxed image back to the original image, then clip: the one letterbox undo.
 
     Args:
         boxes: ``(..., >=4)`` xyxy boxes in pixels of the letterboxed image; extra columns are copied unchanged.
-        from_shape_hw: ``(h1, w1)`` of the letterboxed (network input) image.
+        from_shape_hw: ``(h1, w1)`` of the letterboxed (network input) image (only read when ``ratio_pad`` is None).
         to_shape_hw: ``(h0, w0)`` of the original image.
-        ratio_pad: ``((gain, gain), (pad_x, pad_y))`` as recorded by the letterbox; when None both are recomputed
-            from the shapes (see :func:`letterbox_pad`).
+        ratio_pad: ``((gain_y, gain_x), (pad_x, pad_y))`` as recorded when the image was letterboxed: the gains in
+            ``(h, w)`` order like the shapes (``(r, r)`` from :func:`yolokit.data.transforms.letterbox`; per-axis
+            after a resize that rounds each side, as in validation and training), the pixel offset in ``(x, y)``
+            order like the letterbox returns it. When None both are recomputed from the shapes (see
+            :func:`letterbox_pad`).
         padding: False when the image was resized without padding (only the gain is undone).
 
     Returns:
-        New boxes ``(x - pad_x) / gain``, ``(y - pad_y) / gain``, clipped to ``(h0, w0)``.
+        New boxes ``(x - pad_x) / gain_x``, ``(y - pad_y) / gain_y``, clipped to ``(h0, w0)``.
     """
     _check_boxes(boxes, "scale_boxes")
     if ratio_pad is None:
+        if from_shape_hw is None:
+            raise ValueError("scale_boxes: pass from_shape_hw (the letterboxed image's (h, w)) or ratio_pad")
         gain, (pad_x, pad_y) = letterbox_pad(from_shape_hw, to_shape_hw)
+        gain_y = gain_x = gain
     else:
-        gain, (pad_x, pad_y) = float(ratio_pad[0][0]), (ratio_pad[1][0], ratio_pad[1][1])
+        (gain_y, gain_x), (pad_x, pad_y) = (float(ratio_pad[0][0]), float(ratio_pad[0][1])), ratio_pad[1][:2]
     out = _copy(boxes)
-    if padding:
-        out[..., 0] -= pad_x
-        out[..., 2] -= pad_x
-        out[..., 1] -= pad_y
-        out[..., 3] -= pad_y
-    out[..., :4] /= gain
+    for column, pad, gain in ((0, pad_x, gain_x), (1, pad_y, gain_y), (2, pad_x, gain_x), (3, pad_y, gain_y)):
+        if padding:
+            out[..., column] -= pad
+        out[..., column] /= gain
     return clip_boxes(out, to_shape_hw)

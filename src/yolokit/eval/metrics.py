@@ -3,8 +3,8 @@
 The AP machinery reproduces pycocotools ``COCOeval(iouType="bbox")`` step by step, so the summary numbers are the
 same (tested against pycocotools 2.0.x):
 
-* IoU of ``[x, y, w, h]`` boxes without the old ``+1`` pixel convention; a crowd ground truth (GT) uses the
-  detection's area as the union.
+* IoU of COCO ``[x, y, w, h]`` boxes (``ltwh``: top-left corner and size) without the old ``+1`` pixel
+  convention; a crowd ground truth (GT) uses the detection's area as the union.
 * Per image and category: detections sorted by score (stable mergesort), the top ``max_det`` kept.
 * Per IoU threshold ``t`` and area range, each detection in score order takes the unmatched GT with the highest
   IoU ``>= t`` (ties go to the later GT), preferring GT that is not ignored. A GT is ignored when it is a crowd or its
@@ -53,19 +53,23 @@ class ImageClassMatch:
     num_gt: np.ndarray
 
 
-def xyxy_to_xywh(boxes_xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) ``[x1, y1, x2, y2]`` -> (N, 4) ``[x1, y1, w, h]`` in float64."""
+def xyxy_to_ltwh(boxes_xyxy: np.ndarray) -> np.ndarray:
+    """(N, 4) ``[x1, y1, x2, y2]`` -> (N, 4) COCO ``[x1, y1, w, h]`` (``ltwh``) in float64."""
     boxes = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
     return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
 
 
-def coco_box_iou(dt_xywh: np.ndarray, gt_xywh: np.ndarray, gt_crowd: np.ndarray | None = None) -> np.ndarray:
-    """IoU (D, G) of ``[x, y, w, h]`` boxes computed exactly like pycocotools' ``bbIou`` (no +1, crowd union = dt).
+xyxy_to_xywh = xyxy_to_ltwh  # the former name; yolokit's ``xywh`` is the centre format (see yolokit.ops.boxes)
+
+
+def coco_box_iou(dt_ltwh: np.ndarray, gt_ltwh: np.ndarray, gt_crowd: np.ndarray | None = None) -> np.ndarray:
+    """IoU (D, G) of COCO ``[x, y, w, h]`` (``ltwh``) boxes computed exactly like pycocotools' ``bbIou`` (no +1,
+    crowd union = dt).
 
     Example: ``coco_box_iou([[0, 0, 10, 10]], [[5, 0, 10, 10]]) -> [[1/3]]``.
     """
-    dt = np.asarray(dt_xywh, dtype=np.float64).reshape(-1, 4)[:, None, :]  # (D, 1, 4)
-    gt = np.asarray(gt_xywh, dtype=np.float64).reshape(-1, 4)[None, :, :]  # (1, G, 4)
+    dt = np.asarray(dt_ltwh, dtype=np.float64).reshape(-1, 4)[:, None, :]  # (D, 1, 4)
+    gt = np.asarray(gt_ltwh, dtype=np.float64).reshape(-1, 4)[None, :, :]  # (1, G, 4)
     w = np.minimum(dt[..., 2] + dt[..., 0], gt[..., 2] + gt[..., 0]) - np.maximum(dt[..., 0], gt[..., 0])
     h = np.minimum(dt[..., 3] + dt[..., 1], gt[..., 3] + gt[..., 1]) - np.maximum(dt[..., 1], gt[..., 1])
     inter = np.where((w > 0) & (h > 0), w * h, 0.0)
@@ -136,12 +140,12 @@ def match_image(dt_boxes_xyxy: np.ndarray, dt_scores: np.ndarray, dt_cls: np.nda
     Returns:
         category id -> :class:`ImageClassMatch` for each category with detections or GT in this image.
     """
-    dt_xywh, gt_xywh = xyxy_to_xywh(dt_boxes_xyxy), xyxy_to_xywh(gt_boxes_xyxy)
+    dt_ltwh, gt_ltwh = xyxy_to_ltwh(dt_boxes_xyxy), xyxy_to_ltwh(gt_boxes_xyxy)
     scores = np.asarray(dt_scores, dtype=np.float64).reshape(-1)
     dt_cls, gt_cls = np.asarray(dt_cls).astype(np.int64), np.asarray(gt_cls).astype(np.int64)
     gt_crowd = np.asarray(gt_crowd, dtype=bool).reshape(-1)
     lo, hi = area_ranges[:, :1], area_ranges[:, 1:]  # (A, 1)
-    gt_area, dt_area = gt_xywh[:, 2] * gt_xywh[:, 3], dt_xywh[:, 2] * dt_xywh[:, 3]
+    gt_area, dt_area = gt_ltwh[:, 2] * gt_ltwh[:, 3], dt_ltwh[:, 2] * dt_ltwh[:, 3]
     gt_ignored = gt_crowd[None, :] | (gt_area[None, :] < lo) | (gt_area[None, :] > hi)  # (A, G)
     dt_outside = (dt_area[None, :] < lo) | (dt_area[None, :] > hi)  # (A, D)
     out: dict[int, ImageClassMatch] = {}
@@ -149,7 +153,7 @@ def match_image(dt_boxes_xyxy: np.ndarray, dt_scores: np.ndarray, dt_cls: np.nda
         dt_idx, gt_idx = np.nonzero(dt_cls == cls)[0], np.nonzero(gt_cls == cls)[0]
         order = dt_idx[np.argsort(-scores[dt_idx], kind="mergesort")[:max_det]]
         if len(order) and len(gt_idx):
-            ious = coco_box_iou(dt_xywh[order], gt_xywh[gt_idx], gt_crowd[gt_idx])
+            ious = coco_box_iou(dt_ltwh[order], gt_ltwh[gt_idx], gt_crowd[gt_idx])
             matched, ignored = greedy_match(ious, gt_ignored[:, gt_idx], gt_crowd[gt_idx], iou_thresholds)
         else:  # nothing to match: every detection is unmatched
             matched = np.zeros((len(area_ranges), len(iou_thresholds), len(order)), dtype=bool)

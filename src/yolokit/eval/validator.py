@@ -38,7 +38,7 @@ from yolokit.data.transforms import to_input_tensor
 from yolokit.errors import ConfigError, DatasetError
 from yolokit.eval.evaluator import DetectionEvaluator
 from yolokit.eval.metrics import DetectionMetrics
-from yolokit.ops.boxes import scale_boxes
+from yolokit.ops.boxes import scale_boxes, xywh2xyxy
 from yolokit.utils.dist import is_main_process
 from yolokit.utils.io import atomic_write_json, increment_dir
 from yolokit.utils.progress import progress
@@ -107,7 +107,7 @@ def unletterbox(det: torch.Tensor, mapping: tuple[float, float, int, int], shape
 
 
 def labels_to_target(labels: Any) -> dict[str, np.ndarray]:
-    """ImageLabels (normalised cxcywh) -> ``{"boxes_xyxy": (m, 4) pixels, "cls": (m,), "iscrowd": (m,) bool}``.
+    """ImageLabels (normalised ``xywh``) -> ``{"boxes_xyxy": (m, 4) pixels, "cls": (m,), "iscrowd": (m,) bool}``.
 
     The image's boxes come first, then its COCO crowd regions (``iscrowd`` True: ignored by the metrics).
     """
@@ -116,7 +116,7 @@ def labels_to_target(labels: Any) -> dict[str, np.ndarray]:
     crowd_cls = getattr(labels, "crowd_cls", np.zeros(0, dtype=np.int64))
     boxes = np.concatenate([np.asarray(labels.bboxes, dtype=np.float64).reshape(-1, 4),
                             np.asarray(crowd_boxes, dtype=np.float64).reshape(-1, 4)]) * np.array([w, h, w, h])
-    xyxy = np.concatenate([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=1)
+    xyxy = xywh2xyxy(boxes)
     cls = np.concatenate([np.asarray(labels.cls, dtype=np.int64).reshape(-1),
                           np.asarray(crowd_cls, dtype=np.int64).reshape(-1)])
     iscrowd = np.arange(len(cls)) >= len(labels.cls)
@@ -182,7 +182,7 @@ def _postprocess(output: torch.Tensor, config: ValConfig, nms_free: bool) -> lis
 
 
 def _coco_rows(det: np.ndarray, image_id: Any, file_name: str, category_ids: list[int]) -> list[dict[str, Any]]:
-    """predictions.json rows (COCO results format: bbox = [x, y, w, h] in pixels)."""
+    """predictions.json rows (COCO results format: bbox = ``ltwh`` ``[x1, y1, w, h]`` in pixels)."""
     return [{"image_id": image_id, "file_name": file_name,
              "category_id": int(category_ids[int(c)]) if category_ids else int(c),
              "bbox": [round(float(x1), 3), round(float(y1), 3), round(float(x2 - x1), 3), round(float(y2 - y1), 3)],

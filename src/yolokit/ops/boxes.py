@@ -1,7 +1,10 @@
 """Box format conversions, IoU, clipping and the letterbox scale-back.
 
-Formats: ``xyxy`` is ``(x1, y1, x2, y2)`` (top-left, bottom-right corners) and ``xywh`` is ``(cx, cy, w, h)``
-(centre, width, height), both in pixels. Functions accept ``torch.Tensor`` or ``numpy.ndarray`` boxes with the 4
+Box vocabulary (the same words everywhere in yolokit): ``xyxy`` is ``(x1, y1, x2, y2)`` (top-left, bottom-right
+corners); ``xywh`` is ``(cx, cy, w, h)`` (centre, width, height: the YOLO label and head format); ``ltwh`` is COCO's
+``[x, y, w, h]`` (top-left corner, width, height; COCO json only); an ``n`` suffix (``xywhn``, ``xyxyn``) means
+normalised by the image width (x) and height (y); ``ltrb`` are the head's distances from an anchor point to the four
+sides (not a box). Pixels unless normalised. Functions accept ``torch.Tensor`` or ``numpy.ndarray`` boxes with the 4
 coordinates in the last dimension (extra trailing columns such as score/class are allowed where stated), never
 modify their input, and return the same array type.
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
@@ -22,22 +22,22 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
     from yolokit.model import YOLO
 
     out.mkdir(parents=True, exist_ok=True)
-    LOGGER.info("[1/7] synthetic dataset")
+    logger.info("[1/7] synthetic dataset")
     # Plain noise backgrounds: the domain the committed reference fixture was trained on (striped and gradient
     # backgrounds, the generator's default mix, are new to it and cost it most of its mAP).
     data_yaml = make_synthetic_dataset(out / "data", n_train=16, n_val=24, imgsz=320, seed=0, backgrounds=("noise",))
 
-    LOGGER.info("[2/7] load weights (%s)", weights or "yolo26n.yaml, random init")
+    logger.info("[2/7] load weights (%s)", weights or "yolo26n.yaml, random init")
     if weights:
         from yolokit.weights.inspect import format_inspect, inspect_weights
 
-        LOGGER.info(format_inspect(inspect_weights(weights)))
+        logger.info(format_inspect(inspect_weights(weights)))
     model = YOLO(weights or "yolo26n.yaml")
 
-    LOGGER.info("[3/7] info")
+    logger.info("[3/7] info")
     model.info()
 
-    LOGGER.info("[4/7] save and reload (.safetensors, .pt, fp16)")
+    logger.info("[4/7] save and reload (.safetensors, .pt, fp16)")
     x = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(0))
     model.model.eval()
     with torch.inference_mode():
@@ -47,28 +47,28 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
         reloaded.model.eval()
         with torch.inference_mode():
             diff = (reloaded.model(x) - expected).abs().max().item()
-        LOGGER.info("  %s reloaded: max abs output difference %.3g", name, diff)
+        logger.info("  %s reloaded: max abs output difference %.3g", name, diff)
         if diff != 0.0:
             raise RuntimeError(f"round trip through {name} changed the outputs by {diff}")
     model.save(out / "weights" / "model-fp16.safetensors", half=True)
 
-    LOGGER.info("[5/7] predict on the validation images")
+    logger.info("[5/7] predict on the validation images")
     val_images = sorted((out / "data" / "images" / "val").glob("*.jpg"))[:8]
     results = model.predict([str(p) for p in val_images], imgsz=320, save=True, project=str(out), name="predict",
                             exist_ok=True)
     boxes = sum(len(r.boxes) for r in results)
 
-    LOGGER.info("[6/7] validate")
+    logger.info("[6/7] validate")
     metrics = model.val(data=str(data_yaml), imgsz=320, batch=8, project=str(out), name="val", exist_ok=True)
 
-    LOGGER.info("[7/7] export to ONNX and validate the exported file")
+    logger.info("[7/7] export to ONNX and validate the exported file")
     onnx_path = model.export(format="onnx", imgsz=320, file=str(out / "weights" / "model.onnx"))
     exported = YOLO(onnx_path).val(data=str(data_yaml), imgsz=320, batch=8, project=str(out), name="val-onnx",
                                    exist_ok=True, plots=False)
-    LOGGER.info("  %s: mAP50-95 %.4f (PyTorch weights %.4f)", onnx_path.name, exported.map, metrics.map)
+    logger.info("  %s: mAP50-95 %.4f (PyTorch weights %.4f)", onnx_path.name, exported.map, metrics.map)
     if abs(exported.map - metrics.map) > 1e-3:
         raise RuntimeError(f"the exported ONNX model scores mAP50-95 {exported.map:.4f}, the weights {metrics.map:.4f}")
     summary = {"images_predicted": float(len(results)), "boxes": float(boxes), "mAP50-95": metrics.map,
                "mAP50": metrics.map50, "onnx mAP50-95": exported.map}
-    LOGGER.info("Demo done: %s (outputs in %s)", ", ".join(f"{k} {v:.3g}" for k, v in summary.items()), out)
+    logger.info("Demo done: %s (outputs in %s)", ", ".join(f"{k} {v:.3g}" for k, v in summary.items()), out)
     return summary

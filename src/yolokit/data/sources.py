@@ -57,7 +57,7 @@ from yolokit.errors import ConfigError, SourceError
 __all__ = ["Source", "SourceItem", "apply_orientation", "array_to_bgr", "decode_image", "natural_key", "open_source",
            "pil_to_bgr", "read_image", "tensor_to_bgr"]
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 SUPPORTED = ("image or video path, directory, glob pattern, http(s) URL, list/tuple of these, numpy array "
              "(HxWx3 BGR / HxW / HxWx4 uint8), PIL image, torch tensor (CHW/BCHW float RGB in [0,1])")
@@ -235,7 +235,7 @@ class Source:
                 failures += 1
                 message = f"skipped: {err}"
                 self.warnings.append(message)
-                LOGGER.warning(message)
+                logger.warning(message)
         if produced == 0 and failures:
             raise SourceError(f"no readable image in the source: all {failures} input(s) failed; "
                               f"first problem: {self.warnings[-failures]}")

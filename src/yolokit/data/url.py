@@ -27,7 +27,7 @@ from yolokit.utils.http import content_length, copy_body, is_url, open_url
 
 __all__ = ["FetchedURL", "fetch_url", "is_url", "remove_files", "url_suffix"]
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset(
     "bmp dib jpg jpeg jpe jp2 png webp tif tiff pbm pgm ppm pnm pfm sr ras exr hdr gif mpo heic heif avif".split()
@@ -110,7 +110,7 @@ def fetch_url(url: str, *, timeout: float = 10.0, max_bytes: int = 50 * 2**20) -
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(name)
             raise
-    LOGGER.debug("downloaded %s (%d bytes, %s) to %s", url, size, content_type, name)
+    logger.debug("downloaded %s (%d bytes, %s) to %s", url, size, content_type, name)
     return FetchedURL(url, kind, content_type, path=Path(name))
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from yolokit.errors import SourceError
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _open_capture(path: str | Path):  # -> cv2.VideoCapture
@@ -88,7 +88,7 @@ def iter_video(path: str | Path, vid_stride: int = 1) -> Iterator[tuple[int, int
     if frame == 0:
         raise SourceError(f"cannot read video {path}: no frame could be decoded; check the file plays")
     if total is not None and frame + vid_stride - 1 < total:
-        LOGGER.debug("video %s ended at frame %d of %d reported", path, frame, total)
+        logger.debug("video %s ended at frame %d of %d reported", path, frame, total)
 
 
 def _skip(capture, count: int) -> bool:

@@ -20,7 +20,7 @@ from yolokit.models.spec import model_display_name
 
 __all__ = ["count_gflops", "count_layers", "model_info"]
 
-LOGGER = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def count_layers(model: nn.Module) -> int:
@@ -77,12 +77,12 @@ def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
 
 def _log_parameter_table(model: nn.Module) -> None:
     columns = ("layer", "name", "type", "gradient", "parameters", "shape", "mu", "sigma", "dtype")
-    LOGGER.info("%5s %40s %18s %9s %12s %20s %10s %10s %15s", *columns)
+    logger.info("%5s %40s %18s %9s %12s %20s %10s %10s %15s", *columns)
     for i, (name, param) in enumerate(model.named_parameters()):
         owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
         data = param.detach().float()
         sigma = data.std().item() if data.numel() > 1 else 0.0
-        LOGGER.info(
+        logger.info(
             "%5d %40s %18s %9s %12d %20s %10.3g %10.3g %15s", i, name, type(owner).__name__, param.requires_grad,
             param.numel(), str(list(param.shape)), data.mean().item(), sigma, str(param.dtype),
         )
@@ -108,7 +108,7 @@ def model_info(
         if detailed:
             _log_parameter_table(model)
         fused = " (fused)" if model.is_fused() else ""
-        LOGGER.info(
+        logger.info(
             "%s summary%s: %s layers, %s parameters, %s gradients, %.1f GFLOPs",
             model_display_name(model.spec), fused, f"{layers:,}", f"{parameters:,}", f"{gradients:,}", gflops,
         )

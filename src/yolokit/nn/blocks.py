@@ -56,7 +56,7 @@ class C2f(nn.Module):
         """Compute the two halves of ``cv1`` with two Convs instead of one Conv and a split (same values).
 
         For export copies: ONNX Runtime then keeps its blocked (NCHWc) layout through the block instead of
-        reordering around a Slice, 5-8% less inference time for the n models. Not for training: the state_dict
+        reordering around a Slice (less inference time; figures: benchmarks/README.md). Not for training: the state_dict
         gains ``cv1_parts.*`` keys and the original ``cv1`` is no longer used.
         """
         self.cv1_parts = split_conv(self.cv1, [self.c, self.c])

@@ -35,8 +35,8 @@ class DFL(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, a = x.shape
         # Bins last: a last-axis softmax and a (c1, 1) matmul. Same values as softmax over a middle axis followed by
-        # the 1x1 conv (measured 4e-6 apart), but 7x faster in ONNX Runtime (a middle-axis Softmax runs as
-        # transpose + single-threaded kernel there: 7.2 ms vs 0.9 ms at 640x480) and 20% faster in eager torch.
+        # the 1x1 conv (within float rounding), but much faster in ONNX Runtime, where a middle-axis Softmax runs
+        # as a transpose + single-threaded kernel, and in eager torch (figures: benchmarks/README.md).
         probs = x.view(b, 4, self.c1, a).transpose(2, 3).softmax(-1)  # (B, 4, A, c1)
         return (probs @ self.conv.weight.view(self.c1, 1)).view(b, 4, a)
 

@@ -204,7 +204,7 @@ def config_keys(cls: type) -> list[str]:
     return list(field_routes(cls))
 
 
-def make_config(cls: type[C], overrides: dict[str, Any] | None = None, **kwargs: Any) -> C:
+def make_config(cls: type[C], overrides: dict[str, Any] | None = None, /, **kwargs: Any) -> C:
     """Build ``cls`` from ``overrides`` and ``kwargs``: keys validated, strings converted, values range-checked.
 
     Keys are flat (``mosaic``) or dotted through groups (``aug.mosaic``). Raises ``ConfigError`` (one line) for an

@@ -193,7 +193,8 @@ def convert_value(key: str, value: Any, hint: Any) -> Any:
     try:
         return _convert(value, hint)
     except (ValueError, TypeError, SyntaxError):
-        expected = str(hint).replace("typing.", "").replace("NoneType", "None")
+        expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+        expected = expected.replace("NoneType", "None")
         raise ConfigError(f"setting '{key}' expects {expected}, found {value!r}") from None
 
 

@@ -89,3 +89,145 @@ def test_engines_give_the_same_detections():
     assert torch.allclose(boxes["eager"], boxes["channels_last"], atol=1e-3)
     with pytest.raises(ConfigError, match="engine must be one of"):
         model(str(IMAGE), engine="turbo")
+
+
+# --- settings are checked before any model runs ---------------------------------------------------------------------
+import logging  # noqa: E402
+
+from yolokit import tasks  # noqa: E402
+from yolokit.models.detector import DetectionModel  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    return YOLO(SHAPES)  # 3 classes: rectangle, ellipse, triangle
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Fail the test if a backend is built or a network runs."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model ran before the bad setting was reported")
+
+    monkeypatch.setattr(YOLO, "_backend", refuse)
+    monkeypatch.setattr(DetectionModel, "forward", refuse)
+
+
+BAD_PREDICT = [
+    ({"conf": 1.5}, r"conf must be in \[0, 1\], got 1.5"),
+    ({"iou": 2}, r"iou must be in \[0, 1\], got 2"),
+    ({"imgsz": -5}, "imgsz must be a size in 1..8192"),
+    ({"imgsz": 0}, "imgsz must be a size in 1..8192"),
+    ({"imgsz": 9000}, "imgsz must be a size in 1..8192"),
+    ({"batch": 0}, "batch must be >= 1, got 0"),
+    ({"max_det": 0}, "max_det must be >= 1, got 0"),
+    ({"vid_stride": 0}, "vid_stride must be >= 1, got 0"),
+    ({"line_width": -3}, r"line_width must be in \[1, 8192\], got -3"),
+    ({"classes": [-1]}, "classes must be >= 0, got -1"),
+    ({"classes": [0, 3]}, r"classes must be class ids of this model \(0..2\), got 3"),
+    ({"engine": "turbo"}, "engine must be one of"),
+    ({"device": "gpu"}, "device must be 'cpu', 'cuda'"),
+    ({"half": "maybe"}, "setting 'half' expects bool"),
+    ({"show": True}, "'show' .*is not supported by yolokit"),
+    ({"augment": True}, "'augment' .*is not supported by yolokit"),
+]
+
+
+@pytest.mark.parametrize("settings,message", BAD_PREDICT)
+def test_bad_predict_setting_is_a_config_error_before_any_work(shapes, no_work, settings, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        shapes.predict(str(IMAGE), **settings)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "mps"])
+def test_missing_accelerator_is_a_config_error_not_a_traceback(shapes, no_work, device):
+    present = torch.cuda.is_available() if device.startswith("cuda") else torch.backends.mps.is_available()
+    if present:
+        pytest.skip(f"{device} is present on this machine")
+    with pytest.raises(ConfigError, match=f"device='{device}' needs .*pass device=cpu"):
+        shapes.predict(str(IMAGE), device=device)
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"conf": 1.5}, r"conf must be in \[0, 1\]"),
+    ({"batch": 0}, "batch must be >= 1"),
+    ({"workers": -1}, "workers must be >= 0"),
+    ({"imgsz": 0}, "imgsz must be a size"),
+    ({"device": "gpu"}, "device must be"),
+    ({"single_cls": True}, "'single_cls' .*is not supported by yolokit"),
+])
+def test_bad_val_setting_is_a_config_error_before_the_dataset_is_read(shapes, no_work, tmp_path, settings,
+                                                                      message):
+    with pytest.raises(ConfigError, match=message):
+        shapes.val(data=str(tmp_path / "missing.yaml"), **settings)  # a missing dataset would be a DatasetError
+    with pytest.raises(ConfigError, match=message):
+        shapes.val(**settings)  # no data=: the bad setting is named first, not the missing dataset
+
+
+def test_bad_export_and_info_settings(shapes, no_work, tmp_path):
+    with pytest.raises(ConfigError, match="imgsz must be a size"):
+        shapes.export(imgsz=0, file=str(tmp_path / "x.onnx"))
+    with pytest.raises(ConfigError, match="opset must be >= 7"):
+        shapes.export(opset=3, file=str(tmp_path / "x.onnx"))
+    assert not (tmp_path / "x.onnx").exists()
+    with pytest.raises(ConfigError, match="imgsz must be a size"):
+        shapes.info(imgsz=-1)
+
+
+def test_imgsz_is_rounded_up_to_the_stride_with_a_warning(shapes, caplog):
+    expected = shapes(str(IMAGE), imgsz=320, conf=0.05, verbose=False)[0].boxes.data
+    with caplog.at_level(logging.WARNING, logger="yolokit"):
+        got = shapes(str(IMAGE), imgsz=300, conf=0.05, verbose=False)[0].boxes.data
+    assert "imgsz=300 is not a multiple of the model stride 32: using 320" in caplog.text
+    assert caplog.text.count("not a multiple") == 1  # said once, by the facade
+    assert torch.equal(got, expected)
+
+
+# --- the task table -------------------------------------------------------------------------------------------------
+def test_task_comes_from_the_loaded_source(shapes):
+    assert shapes.task == "detect" and shapes.task_spec is tasks.get_task("detect")
+    assert shapes.metadata["task"] == "detect" == shapes.model.task
+    assert YOLO(SHAPES, task="detect").task == "detect"
+    with pytest.raises(ConfigError, match="^unknown task 'segment': yolokit knows detect$"):
+        YOLO(SHAPES, task="segment")
+    with pytest.raises(ConfigError, match="does not say its task"):
+        YOLO(torch.nn.Linear(2, 2))
+
+
+def _fake_task(monkeypatch, **roles):
+    """A fresh table holding 'detect' and a 'fake' task whose entries are the given objects."""
+    table = tasks.TaskRegistry()
+    detect = table.register(tasks.get_task("detect"))
+    fields = {f: getattr(detect, f) for f in ("build_model", "predictor", "validator", "trainer", "results",
+                                              "metrics", "predict_config", "val_config", "train_config")}
+    table.register(tasks.TaskSpec(name="fake", heads=("FakeHead",), **{**fields, **roles}))
+    monkeypatch.setattr(tasks, "TASKS", table)
+
+
+def test_modes_take_their_implementation_from_the_task_table(shapes, monkeypatch):
+    calls = []
+
+    class FakePredictor:
+        def __init__(self, backend, config):
+            calls.append((backend, config.conf))
+
+        def predict(self, source):
+            return ["fake result for " + source]
+
+    _fake_task(monkeypatch, predictor=FakePredictor, validator=lambda backend, config: ("fake metrics", config.data))
+    model = shapes.model
+    monkeypatch.setattr(model, "task", "fake")
+    fake = YOLO(model)
+    monkeypatch.setattr(YOLO, "_backend", lambda self, *args: "backend")
+    assert fake.task == "fake"
+    assert fake.predict("x.jpg", conf=0.5) == ["fake result for x.jpg"] and calls == [("backend", 0.5)]
+    assert fake.val(data="d.yaml") == ("fake metrics", "d.yaml")
+    with pytest.raises(ConfigError, match="task='detect' was asked for, but the DetectionModel passed is a 'fake'"):
+        YOLO(model, task="detect")
+
+
+def test_saved_metadata_takes_the_task_from_the_model(shapes, monkeypatch, tmp_path):
+    monkeypatch.setattr(shapes.model, "task", "fake")  # a task the weights format does not know
+    with pytest.raises(WeightsError, match="fake"):
+        shapes.save(tmp_path / "w.safetensors")  # so the metadata's task was read from the model

@@ -1,4 +1,4 @@
-"""``yolokit`` command line: ``yolokit MODE key=value ...``. The only module that prints or exits.
+"""``yolokit`` command line: ``yolokit [TASK] MODE key=value ...``. The only module that prints or exits.
 
     yolokit version
     yolokit info model=yolo26n.yaml [detailed=True imgsz=640]
@@ -10,7 +10,9 @@
     yolokit data synth OUT --train N --val M --imgsz S --seed K
     yolokit demo [out=demo_out] [weights=FILE]
 
-A ``YolokitError`` prints one line on stderr and exits with status 2; other exceptions keep their traceback.
+``TASK`` (``detect``; see ``yolokit.tasks``) may precede a model mode (``yolokit detect predict ...``): the model must
+be of that task. A ``YolokitError`` prints one line on stderr and exits with status 2; other exceptions keep their
+traceback.
 """
 
 from __future__ import annotations
@@ -23,32 +25,57 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from yolokit.config import ExportConfig, PredictConfig, ValConfig, config_keys, parse_key_values, unknown_key_message
+from yolokit.config import ExportConfig, InfoConfig, config_keys, make_config, parse_key_values, unknown_key_message
 from yolokit.errors import ConfigError, YolokitError
+from yolokit.tasks import get_task, task_names
 
-TASKS = ("detect",)
+MODEL_MODES = ("info", "predict", "val", "export", "train")  # modes that take model= (and so a TASK word)
+# Modes and tasks of the reference implementation that yolokit does not have (yet): said plainly.
+UNSUPPORTED_MODES = {
+    "track": "tracking is not supported by yolokit: run 'yolokit predict' on the video",
+    "benchmark": "'yolokit benchmark' does not exist: see benchmarks/README.md for yolokit's benchmark scripts",
+    "solutions": "'solutions' (counting, heatmaps, ...) are not supported by yolokit",
+    "train": "training is not available in this yolokit version yet",
+}
+REFERENCE_TASKS = ("segment", "classify", "pose", "obb")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in TASKS:  # `yolokit detect predict ...` reads like the reference's CLI
-        args = args[1:]
     if not args or args[0] in ("help", "-h", "--help"):
         print(__doc__.strip())
         return 0
-    mode, rest = args[0], args[1:]
-    handler = COMMANDS.get(mode)
     restore = _configure_logging()
     try:
-        if handler is None:
-            raise ConfigError(unknown_key_message(mode, sorted(COMMANDS), "yolokit").replace("setting", "mode"))
-        return handler(rest)
+        mode, rest = _mode_and_rest(args)
+        return COMMANDS[mode](rest)
     except YolokitError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
     finally:
         restore()
+
+
+def _mode_and_rest(args: list[str]) -> tuple[str, list[str]]:
+    """``[TASK] MODE words...`` -> (MODE, words); a TASK word becomes ``task=TASK`` for the model modes."""
+    task = None
+    if args[0] not in COMMANDS and (args[0] in task_names() or args[0] in REFERENCE_TASKS
+                                    or (len(args) > 1 and args[1] in (*COMMANDS, *UNSUPPORTED_MODES))):
+        task = get_task(args[0]).name  # an unknown task: one line listing the known ones
+        args = args[1:]
+        if not args:
+            raise ConfigError(f"'yolokit {task}' needs a mode: e.g. 'yolokit {task} predict model=... source=...'")
+    mode, rest = args[0], args[1:]
+    if mode not in COMMANDS:
+        if mode in UNSUPPORTED_MODES:
+            raise ConfigError(UNSUPPORTED_MODES[mode])
+        raise ConfigError(unknown_key_message(mode, sorted(COMMANDS), "yolokit").replace("setting", "mode"))
+    if task is not None:
+        if mode not in MODEL_MODES:
+            raise ConfigError(f"mode '{mode}' takes no task: run 'yolokit {mode} ...'")
+        rest = [f"task={task}", *rest]
+    return mode, rest
 
 
 class _StdoutHandler(logging.StreamHandler):
@@ -101,6 +128,46 @@ def _split_model(rest: list[str], mode: str, allowed: list[str]) -> tuple[str, d
     return model, values
 
 
+def _mode_configs(mode: str, task: str | None) -> list[type]:
+    """The settings classes ``mode`` may use: the given task's, or (no task given) those of every registered task."""
+    if mode == "info":
+        return [InfoConfig]
+    if mode == "export":
+        return [ExportConfig]
+    entries = [get_task(task)] if task else [get_task(name) for name in task_names()]
+    return list(dict.fromkeys(entry.load(f"{mode}_config") for entry in entries))
+
+
+def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> tuple[str, str | None, dict]:
+    """(model, task, key=values) of a model mode, every key and value checked before any model is loaded.
+
+    ``task=`` comes from ``yolokit TASK MODE``. ``extra`` keys (``source``) are the command's own. When every task
+    the model may have uses one settings class, the values are range-checked here (``conf=1.5`` fails before a
+    download); otherwise the facade checks them once the model (and so its task) is known.
+    """
+    values = parse_key_values(rest)
+    model = values.pop("model", "")
+    task = values.pop("task", "") or None
+    if task is not None:
+        get_task(task)
+    if not model:
+        raise ConfigError(f"{mode} needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
+    classes = _mode_configs(mode, task)
+    known = [key for cls in classes for key in config_keys(cls) if key != "model"]
+    for key in values:
+        if key not in known and key not in extra:
+            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra], mode))
+    if len(classes) == 1:
+        make_config(classes[0], {k: v for k, v in values.items() if k not in extra})
+    return model, task, values
+
+
+def _load(model: str, task: str | None) -> Any:
+    from yolokit.model import YOLO
+
+    return YOLO(model, task=task)
+
+
 def cmd_version(rest: list[str]) -> int:
     from yolokit import __version__
 
@@ -109,40 +176,32 @@ def cmd_version(rest: list[str]) -> int:
 
 
 def cmd_info(rest: list[str]) -> int:
-    from yolokit.model import YOLO
-
-    model_name, values = _split_model(rest, "info", ["detailed", "imgsz", "verbose"])
-    YOLO(model_name).info(**values)
+    model, task, values = _model_settings(rest, "info")
+    _load(model, task).info(**values)
     return 0
 
 
 def cmd_predict(rest: list[str]) -> int:
-    from yolokit.model import YOLO
-
-    model_name, values = _split_model(rest, "predict", config_keys(PredictConfig) + ["source"])
+    model, task, values = _model_settings(rest, "predict", extra=("source",))
     source = values.pop("source", "")
     if not source:
         raise ConfigError("predict needs source=PATH|DIR|GLOB|URL|VIDEO")
     values.setdefault("save", "True")  # the CLI saves annotated images, like the reference's CLI
-    for _ in YOLO(model_name).predict(source, **{**values, "stream": "True"}):
+    for _ in _load(model, task).predict(source, **{**values, "stream": "True"}):
         pass  # streaming keeps memory flat; results are logged and saved by the predictor
     return 0
 
 
 def cmd_val(rest: list[str]) -> int:
-    from yolokit.model import YOLO
-
-    model_name, values = _split_model(rest, "val", config_keys(ValConfig))
-    YOLO(model_name).val(**values)
+    model, task, values = _model_settings(rest, "val")
+    _load(model, task).val(**values)
     return 0
 
 
 def cmd_export(rest: list[str]) -> int:
-    from yolokit.model import YOLO
-
-    model_name, values = _split_model(rest, "export", config_keys(ExportConfig))
-    path = YOLO(model_name).export(**values)
-    print(f"Exported {model_name} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    model, task, values = _model_settings(rest, "export")
+    path = _load(model, task).export(**values)
+    print(f"Exported {model} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

@@ -10,16 +10,23 @@
     metrics = model.val(data="data.yaml")
     model.save("copy.safetensors")
     model.export(format="onnx")             # -> yolo26n.onnx beside the weights
+
+Everything task-specific (model builder, predictor, validator, trainer, settings classes) comes from the task's entry
+in :mod:`yolokit.tasks`, keyed by the task of what was loaded. Settings are checked before any work starts: ranges
+when the settings object is built, and here the parts that need the model (``imgsz`` rounded up to the stride,
+``classes`` within the model's classes, the device present).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolokit.config import ExportConfig, InfoConfig, PredictConfig, ValConfig, make_config
+from yolokit.config import ExportConfig, InfoConfig, fit_imgsz, make_config
 from yolokit.errors import ConfigError, ExportError, WeightsError
+from yolokit.tasks import TaskSpec, get_task, task_for_head
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,21 +49,30 @@ class YOLO:
             ``DetectionModel`` instance, or an ``.onnx`` file written by yolokit's export (then ``model.model`` is
             None, ``model.runtime`` the ONNX Runtime backend, and only ``predict`` / ``val`` are available).
         num_classes: override the class count when building from a spec.
+        task: the task expected (``"detect"``); a source of another task is a ``ConfigError``. Default: the
+            source's own task (weights metadata, the model's ``task``, or the spec's head layer).
     """
 
-    def __init__(self, source: str | Path | DetectionModel = "yolo26n.yaml", *, num_classes: int | None = None):
+    def __init__(self, source: str | Path | DetectionModel = "yolo26n.yaml", *, num_classes: int | None = None,
+                 task: str | None = None):
         self.source = source
         self.ckpt_path: Path | None = None
         self.metadata: dict[str, Any] = {}
         self.runtime: Any = None  # an OnnxRuntimeBackend when loaded from an .onnx file
         self._backends: dict[tuple[Any, ...], Any] = {}
-        self.model = self._load(source, num_classes)
+        if task is not None:
+            get_task(task)  # an unknown name fails before anything is read
+        self._task: TaskSpec
+        self.model = self._load(source, num_classes, task)
 
-    def _load(self, source: str | Path | DetectionModel, num_classes: int | None) -> DetectionModel | None:
+    def _load(self, source: str | Path | DetectionModel, num_classes: int | None,
+              task: str | None) -> DetectionModel | None:
         import torch
 
         if isinstance(source, torch.nn.Module):
             self.metadata = dict(getattr(source, "metadata", {}) or {})
+            self._task = _pick_task(getattr(source, "task", None) or self.metadata.get("task"), task,
+                                    f"the {type(source).__name__} passed")
             return source
         if not isinstance(source, (str, Path)):
             raise ConfigError(f"YOLO() expects a spec name, a file path or a DetectionModel, found {type(source)}")
@@ -70,15 +86,18 @@ class YOLO:
                 self.runtime = OnnxRuntimeBackend(path)
                 self.ckpt_path = path
                 self.metadata = dict(self.runtime.metadata)
+                self._task = _pick_task(self.metadata.get("task"), task, str(path))
                 return None
             model = load_weights(path)
             self.ckpt_path = path
             self.metadata = dict(getattr(model, "metadata", {}) or {})
+            self._task = _pick_task(self.metadata.get("task") or getattr(model, "task", None), task, str(path))
             return model
-        from yolokit.models.builder import build_model
-        from yolokit.models.spec import load_spec
+        from yolokit.models.spec import load_spec, spec_rows
 
-        model = build_model(load_spec(source), num_classes=num_classes)
+        spec = load_spec(source)
+        self._task = _pick_task(task_for_head(spec_rows(spec)[-1][2]).name, task, f"spec {source}")
+        model = self._task.load("build_model")(spec, num_classes=num_classes)
         model.metadata = {}
         return model
 
@@ -114,26 +133,37 @@ class YOLO:
     @property
     def names(self) -> dict[int, str]:
         """Class id -> class name."""
-        return self.runtime.names if self.model is None else dict(self.model.names)
+        return self.runtime.names if self.is_onnx else dict(self.model.names)
 
     @property
     def task(self) -> str:
-        return str(self.metadata.get("task", "detect"))
+        """The task name (``"detect"``): the key of this model's entry in :mod:`yolokit.tasks`."""
+        return self._task.name
+
+    @property
+    def task_spec(self) -> TaskSpec:
+        """This model's entry in the task table (builder, predictor, validator, trainer, settings classes)."""
+        return self._task
+
+    @property
+    def is_onnx(self) -> bool:
+        """Loaded from an ``.onnx`` file: no PyTorch weights (``model`` is None), predict and val only."""
+        return self.runtime is not None
 
     @property
     def device(self) -> torch.device:
-        return self.runtime.device if self.model is None else next(self.model.parameters()).device
+        return self.runtime.device if self.is_onnx else next(self.model.parameters()).device
 
     def __repr__(self) -> str:
         from yolokit.models.spec import model_display_name
 
-        spec = self.metadata.get("spec") if self.model is None else self.model.spec
+        spec = self.metadata.get("spec") if self.is_onnx else self.model.spec
         name = model_display_name(spec) if isinstance(spec, dict) else "ONNX model"
         return f"YOLO({name}, nc={len(self.names)}, source={str(self.source)!r})"
 
     def _torch_model(self, mode: str) -> DetectionModel:
         """``self.model``, or a one-line error for a model loaded from an ONNX file (no PyTorch weights)."""
-        if self.model is None:
+        if self.is_onnx:
             raise ConfigError(f"{mode} needs PyTorch weights, but {self.ckpt_path} is an ONNX model (predict and val "
                               "only): load the .safetensors or .pt file it was exported from")
         return self.model
@@ -156,24 +186,22 @@ class YOLO:
         Returns a list of ``Results``, or a generator with constant memory when ``stream=True``.
         Settings are those of ``PredictConfig`` (``conf``, ``iou``, ``imgsz``, ``classes``, ``nms``, ``save``...).
         """
-        from yolokit.predict.predictor import Predictor
-
-        cfg = make_config(PredictConfig, self._file_head(overrides), stream=stream)
-        predictor = Predictor(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
+        cfg = self._checked(make_config(self._task.load("predict_config"), self._file_head(overrides), stream=stream))
+        predictor = self._task.load("predictor")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
         return predictor.stream(source) if cfg.stream else predictor.predict(source)
 
     __call__ = predict
 
     def val(self, data: str | Path | None = None, **overrides: Any) -> DetectionMetrics:
         """Measure mAP on a dataset split; returns the metrics and saves JSON + plots to ``runs/val``."""
-        from yolokit.eval.validator import validate
-
+        cfg_cls = self._task.load("val_config")
         if data is None:
+            make_config(cfg_cls, overrides)  # bad settings are named before a missing dataset
             data = self.metadata.get("provenance", {}).get("train_args", {}).get("data")
             if not data:
                 raise ConfigError("val needs a dataset: pass data='path/to/data.yaml'")
-        cfg = make_config(ValConfig, self._file_head(overrides), data=str(data))
-        return validate(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
+        cfg = self._checked(make_config(cfg_cls, self._file_head(overrides), data=str(data)))
+        return self._task.load("validator")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
     def save(self, path: str | Path, half: bool = False) -> Path:
         """Save the weights with their metadata (``.safetensors`` or native ``.pt``, chosen by the suffix)."""
@@ -189,10 +217,7 @@ class YOLO:
         ``./<model name>.<ext>`` for a model built from a spec). The ONNX file carries names, stride and head in
         its metadata: ``YOLO("x.onnx")`` predicts with it.
         """
-        cfg = make_config(ExportConfig, overrides, format=format)
-        if cfg.format not in EXPORT_FORMATS:
-            raise ConfigError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {cfg.format!r}: pass "
-                              "e.g. format='onnx'")
+        cfg = make_config(ExportConfig, overrides, format=format)  # format checked there (config.EXPORT_FORMATS)
         if cfg.int8:
             raise ExportError("int8=True: INT8 quantization is not available yet; export fp32 (int8=False)")
         model = self._torch_model("export")
@@ -219,15 +244,29 @@ class YOLO:
 
         return Path(model_display_name(self.model.spec).lower() + suffix)
 
+    def _checked(self, cfg: Any) -> Any:
+        """The checks of inference settings that need the model, before any work: ``imgsz`` rounded up to a
+        multiple of the stride (with a warning), ``classes`` within the model's classes, the device present."""
+        names = self.names
+        for class_id in getattr(cfg, "classes", None) or ():
+            if class_id >= len(names):
+                raise ConfigError(f"classes must be class ids of this model (0..{len(names) - 1}), got {class_id}: "
+                                  f"pass e.g. classes=0 ({names.get(0, '0')})")
+        if not self.is_onnx and cfg.engine != "onnxruntime":  # ONNX files and engine check their device themselves
+            _check_device_present(cfg.device)
+        stride = int(self.runtime.stride) if self.is_onnx else int(self.model.stride.max())
+        imgsz = fit_imgsz(cfg.imgsz, stride)
+        return cfg if imgsz == cfg.imgsz else dataclasses.replace(cfg, imgsz=imgsz)
+
     def _file_head(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """For an ONNX file, default ``nms`` to the head it holds (it has one only); other models: unchanged."""
-        if self.model is None and "nms" not in overrides and "end2end" not in overrides:
+        if self.is_onnx and "nms" not in overrides and "end2end" not in overrides:
             return {**overrides, "nms": not self.runtime.nms_free}
         return overrides
 
     def _backend(self, device: str, half: bool, engine: str = "auto") -> Any:
         """The inference backend for (device, half, engine), built once and reused while the model is unchanged."""
-        if self.model is None:
+        if self.is_onnx:
             return self._file_backend(device, half, engine)
         # Parameters' in-place version counters move on load_state_dict, optimizer steps and fuse(): a changed
         # model gets fresh backends instead of a stale fused copy; backends of other engines are kept meanwhile.
@@ -251,3 +290,32 @@ class YOLO:
             raise ConfigError("half=True needs PyTorch weights; an ONNX model runs in the precision it was exported "
                               "in: pass half=False")
         return self.runtime
+
+
+def _pick_task(found: Any, wanted: str | None, what: str) -> TaskSpec:
+    """The task entry of a loaded source; ``wanted`` (``YOLO(task=)``) must agree with it."""
+    if not found:
+        raise ConfigError(f"{what} does not say its task (no 'task' in its metadata or attributes): load a yolokit "
+                          "model, weights file or spec")
+    spec = get_task(str(found))
+    if wanted is not None and wanted != spec.name:
+        raise ConfigError(f"task={wanted!r} was asked for, but {what} is a {spec.name!r} model: drop task= or load "
+                          f"a {wanted} model")
+    return spec
+
+
+def _check_device_present(device: str) -> None:
+    """A one-line ``ConfigError`` (not torch's traceback) for a CUDA/MPS device this machine does not have."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(f"device={device!r} needs a CUDA GPU, and this torch build sees none: pass device=cpu")
+        if index and int(index) >= count:
+            raise ConfigError(f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}: "
+                              "pass e.g. device=cuda:0")
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device='mps' needs Apple's Metal GPU, which this machine or torch build lacks: pass "
+                          "device=cpu")

@@ -113,7 +113,7 @@ def _metadata(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bo
     stride = [int(s) if float(s).is_integer() else float(s) for s in model.stride.tolist()]
     values = {
         "yolokit_version": yolokit.__version__,
-        "task": "detect",
+        "task": model.task,
         "names": {str(int(k)): str(v) for k, v in dict(model.names).items()},
         "stride": stride,
         "imgsz": list(shape_hw),

@@ -28,6 +28,8 @@ class DetectionModel(nn.Module):
     (``{0: "0", ...}`` until set), ``nc``, ``stride`` (e.g. ``tensor([8., 16., 32.])``), ``end2end``.
     """
 
+    task = "detect"  # this model's entry in yolokit.tasks; weights metadata records it
+
     def __init__(
         self, layers: nn.Sequential, save: list[int], spec: dict[str, Any], channels: int = 3, stride_probe: int = 256
     ) -> None:

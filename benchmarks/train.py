@@ -1,0 +1,383 @@
+"""Training speed and memory, yolokit vs the reference implementation, in paired runs on the same synthetic data.
+
+    .venv/bin/python benchmarks/train.py --reference-python /root/refenv/bin/python \\
+        [--models yolov8n yolo11n yolo26n] [--imgsz 320 640] [--images 128] [--batch 16] [--epochs 2] \\
+        [--rounds 3] [--workers 2] [--threads 0] [--reference-threads 0] [--out benchmarks/results/train.json]
+    .venv/bin/python benchmarks/train.py --quick          # smoke run: yolov8n, 64 px, 8 images, yolokit only
+
+What is measured: images/s of each training epoch (from the epoch's start to the end of its last optimizer step:
+data loading, forward, loss, backward, optimizer and EMA; not the validation, checkpoints or setup) and the peak
+memory during the epoch, sampled every 0.2 s: ``rss`` of the training process, and ``pss`` summed over it and its
+data-loader worker processes (proportional set size, so pages shared by the workers count once). Both sides train
+a model built from the spec (random init, seed 0) on copies of one synthetic dataset (``yolokit.data.synth``,
+``--images`` train images at the training size), with the same batch, image size, epochs, workers, mosaic
+(``close_mosaic=0``: mosaic in every timed epoch), ``optimizer=auto``, no validation between epochs and no plots.
+
+Why paired: this machine's CPU speed drifts by +-30% over minutes, so only ratios of runs made back to back mean
+anything. Each round trains one short run (``--epochs``) per side, one after the other in alternating order
+(reference first in even rounds), each in a fresh process of its own environment (the reference never shares a
+process with yolokit); the round's speed-up is ``yolokit images/s / reference images/s`` of the timed epochs, and
+the table gives the median over rounds with its 25th-75th percentile. With ``--epochs`` > 1 the first epoch of a
+run is a warm-up and not timed (first-call allocations, thread pools). Each side's loader behaves as it does in
+use: the reference keeps its loader workers alive across epochs (they prefetch the next epoch's first batches),
+yolokit starts them at each epoch (``persistent_workers=False``); ``--workers 0`` loads in the training process.
+
+Threads: each side at its own default unless ``--threads`` (yolokit) / ``--reference-threads`` say otherwise; on a
+2-core machine the reference runs torch with 1 thread, yolokit with torch's default (one per core). The table
+states the count each side actually used. This file runs in both environments (``--worker yolokit|reference``);
+the worker's reference side only calls the reference package's public API (``YOLO(spec).train(...)`` and its
+callbacks) and never imports yolokit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "TRAIN_BENCH_RESULT "
+SAMPLE_INTERVAL_S = 0.2
+
+
+# --- worker side (runs in either environment; standard library only at import) ---------------------------------
+def _proc_kb(path: str, key: str) -> int:
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if line.startswith(key):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(p) for p in handle.read().split()]
+    except OSError:
+        return found
+    return found + [g for c in found for g in _children(c)]
+
+
+class MemorySampler(threading.Thread):
+    """Peak RSS of this process and peak PSS of its process tree (MB) since the last :meth:`reset`."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.rss_mb = self.pss_mb = 0.0
+        self._lock = threading.Lock()
+
+    def sample(self) -> None:
+        pid = os.getpid()
+        rss = _proc_kb(f"/proc/{pid}/status", "VmRSS:") / 1024
+        pss = sum(_proc_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [pid, *_children(pid)]) / 1024
+        with self._lock:
+            self.rss_mb, self.pss_mb = max(self.rss_mb, rss), max(self.pss_mb, pss)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.rss_mb = self.pss_mb = 0.0
+        self.sample()
+
+    def run(self) -> None:
+        while True:
+            time.sleep(SAMPLE_INTERVAL_S)
+            self.sample()
+
+
+class EpochClock:
+    """Times epochs from ``begin`` to the last ``step``; collects one row per epoch."""
+
+    def __init__(self) -> None:
+        self.sampler = MemorySampler()
+        self.sampler.start()
+        self.rows: list[dict[str, Any]] = []
+        self.start = self.last = 0.0
+        self.steps = 0
+
+    def begin(self) -> None:
+        self.sampler.reset()
+        self.start = self.last = time.perf_counter()
+        self.steps = 0
+
+    def step(self) -> None:
+        self.last = time.perf_counter()
+        self.steps += 1
+
+    def end(self, images: int, threads: int) -> None:
+        self.sampler.sample()
+        seconds = self.last - self.start
+        self.rows.append({"epoch": len(self.rows) + 1, "seconds": seconds, "images": images, "steps": self.steps,
+                          "images_per_s": images / seconds if seconds > 0 else None, "threads": threads,
+                          "rss_peak_mb": self.sampler.rss_mb, "pss_tree_peak_mb": self.sampler.pss_mb})
+
+
+def _worker_yolokit(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
+    """yolokit's trainer with the contract's hooks (``Trainer(model, config)`` + a timing ``HookBase``)."""
+    import torch
+
+    import yolokit
+    from yolokit.config import make_config
+    from yolokit.data.dataset import load_data_config
+    from yolokit.models.builder import build_model
+    from yolokit.train.config import TrainConfig
+    from yolokit.train.hooks import HookBase
+    from yolokit.train.trainer import Trainer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    class EpochTimer(HookBase):
+        def before_epoch(self) -> None:
+            clock.begin()
+
+        def after_step(self) -> None:
+            clock.step()
+
+        def after_epoch(self) -> None:
+            clock.end(len(self.trainer.train_dataset), torch.get_num_threads())
+
+    overrides = {"data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
+                 "workers": args.workers, "device": "cpu", "seed": args.seed, "val": False, "plots": False,
+                 "close_mosaic": args.close_mosaic, "project": args.project, "name": "yolokit", "exist_ok": True,
+                 "verbose": False}
+    config = make_config(TrainConfig, overrides)
+    torch.manual_seed(args.seed)
+    model = build_model(_spec(args.model), num_classes=len(load_data_config(args.data).names))
+    trainer = Trainer(model, config, run_dir=Path(args.project) / "yolokit")
+    trainer.register_hooks([EpochTimer()])
+    trainer.train()
+    return {"version": yolokit.__version__, "torch": torch.__version__}
+
+
+def _spec(model: str) -> str:
+    return model if model.endswith((".yaml", ".yml")) else f"{model}.yaml"
+
+
+def _worker_reference(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
+    """The reference package's own trainer through its public API, timed with its callbacks."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.project) / "reference-config"))
+    import torch
+    import ultralytics
+    from ultralytics import YOLO
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = YOLO(_spec(args.model))
+    model.add_callback("on_train_epoch_start", lambda trainer: clock.begin())
+    model.add_callback("on_train_batch_end", lambda trainer: clock.step())
+    model.add_callback("on_train_epoch_end", lambda trainer: clock.end(len(trainer.train_loader.dataset),
+                                                                       torch.get_num_threads()))
+    torch.manual_seed(args.seed)
+    model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
+                device="cpu", seed=args.seed, val=False, plots=False, close_mosaic=args.close_mosaic,
+                project=args.project, name="reference", exist_ok=True, verbose=False, amp=False)
+    return {"version": ultralytics.__version__, "torch": torch.__version__}
+
+
+def worker_main(args: argparse.Namespace) -> int:
+    clock = EpochClock()
+    run = _worker_yolokit if args.worker == "yolokit" else _worker_reference
+    info = run(args, clock)
+    info.update(side=args.worker, epochs=clock.rows)
+    try:
+        import resource
+
+        info["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except ImportError:
+        info["ru_maxrss_mb"] = None
+    sys.stdout.flush()
+    print(RESULT_PREFIX + json.dumps(info), flush=True)
+    return 0
+
+
+# --- driver (yolokit's environment) -------------------------------------------------------------------------------
+def make_data(root: Path, images: int, imgsz: int, seed: int) -> Path:
+    """One synthetic dataset per image size (reused across models and rounds); returns its data.yaml."""
+    from yolokit.data.synth import make_synthetic_dataset
+
+    return make_synthetic_dataset(root / f"synth-{imgsz}-{images}", n_train=images, n_val=max(4, images // 8),
+                                  imgsz=imgsz, seed=seed)
+
+
+def side_copy(data_yaml: Path, side: str) -> Path:
+    """A copy of the dataset for one side (both write a label cache at labels/<split>.cache, in other formats)."""
+    import shutil
+
+    import yaml
+
+    target = data_yaml.parent.with_name(f"{data_yaml.parent.name}-{side}")
+    if not target.exists():
+        shutil.copytree(data_yaml.parent, target)
+    config = yaml.safe_load(data_yaml.read_text())
+    config["path"] = str(target)
+    config.pop("synth", None)
+    (target / "data.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return target / "data.yaml"
+
+
+def run_side(python: str, side: str, model: str, imgsz: int, data: Path, args: argparse.Namespace,
+             work: Path) -> dict[str, Any]:
+    threads = args.threads if side == "yolokit" else args.reference_threads
+    command = [python, str(Path(__file__).resolve()), "--worker", side, "--model", model, "--data", str(data),
+               "--imgsz", str(imgsz), "--batch", str(args.batch), "--epochs", str(args.epochs),
+               "--workers", str(args.workers), "--threads", str(threads), "--seed", str(args.seed),
+               "--close-mosaic", str(args.close_mosaic), "--project", str(work / side)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=work)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if done.returncode != 0 or not lines:
+        tail = (done.stderr or done.stdout)[-1500:]
+        raise SystemExit(f"error: the {side} worker failed (exit {done.returncode}) on {model} {imgsz}:\n{tail}")
+    return json.loads(lines[-1][len(RESULT_PREFIX):])
+
+
+def timed(result: dict[str, Any]) -> dict[str, float]:
+    """Images/s over the timed epochs (all but the first when there are several) and their peak memory."""
+    if not result["epochs"]:
+        raise SystemExit(f"error: the {result['side']} worker reported no epoch (its epoch hooks never ran)")
+    epochs = result["epochs"][1:] if len(result["epochs"]) > 1 else result["epochs"]
+    seconds = sum(e["seconds"] for e in epochs)
+    return {"images_per_s": sum(e["images"] for e in epochs) / seconds, "threads": epochs[-1]["threads"],
+            "rss_peak_mb": max(e["rss_peak_mb"] for e in epochs),
+            "pss_tree_peak_mb": max(e["pss_tree_peak_mb"] for e in epochs)}
+
+
+def _quantiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return q[0], q[2]
+
+
+def compare(model: str, imgsz: int, args: argparse.Namespace, work: Path) -> tuple[dict, list[dict]]:
+    data = make_data(work, args.images, imgsz, args.seed)
+    sides = ["reference", "yolokit"] if args.reference_python else ["yolokit"]
+    pythons = {"reference": args.reference_python, "yolokit": sys.executable}
+    copies = {side: side_copy(data, side) for side in sides}
+    runs, per_side = [], {side: [] for side in sides}
+    for round_index in range(args.rounds):
+        order = sides if round_index % 2 == 0 else sides[::-1]
+        for side in order:
+            result = run_side(pythons[side], side, model, imgsz, copies[side], args, work)
+            result.update(model=model, imgsz=imgsz, round=round_index)
+            runs.append(result)
+            per_side[side].append(timed(result))
+            print(f"  round {round_index + 1}/{args.rounds} {side:<9} {model} {imgsz}: "
+                  f"{per_side[side][-1]['images_per_s']:.2f} img/s", flush=True)
+    return summarise(model, imgsz, per_side, args), runs
+
+
+def summarise(model: str, imgsz: int, per_side: dict[str, list[dict]], args: argparse.Namespace) -> dict:
+    row: dict[str, Any] = {"model": model, "imgsz": imgsz, "batch": args.batch, "images": args.images,
+                           "rounds": args.rounds, "epochs": args.epochs, "workers": args.workers}
+    for side, results in per_side.items():
+        row[side] = {key: statistics.median(r[key] for r in results) for key in results[0]}
+    if "reference" in per_side:
+        ratios = [y["images_per_s"] / r["images_per_s"] for y, r in zip(per_side["yolokit"], per_side["reference"],
+                                                                       strict=True)]
+        row["speedup"], (row["speedup_q25"], row["speedup_q75"]) = statistics.median(ratios), _quantiles(ratios)
+        row["speedups"] = ratios
+    return row
+
+
+def _get(row: dict, side: str, key: str) -> Any:
+    return row.get(side, {}).get(key)
+
+
+COLUMNS = [
+    ("model", 9, "", lambda r: r["model"]), ("imgsz", 5, "d", lambda r: r["imgsz"]),
+    ("batch", 5, "d", lambda r: r["batch"]), ("rounds", 6, "d", lambda r: r["rounds"]),
+    ("ref img/s", 9, ".2f", lambda r: _get(r, "reference", "images_per_s")),
+    ("yk img/s", 8, ".2f", lambda r: _get(r, "yolokit", "images_per_s")),
+    ("speed-up", 8, ".2f", lambda r: r.get("speedup")),
+    ("q25-q75", 9, "", lambda r: f"{r['speedup_q25']:.2f}-{r['speedup_q75']:.2f}" if "speedup" in r else "-"),
+    ("ref RSS", 7, ".0f", lambda r: _get(r, "reference", "rss_peak_mb")),
+    ("yk RSS", 7, ".0f", lambda r: _get(r, "yolokit", "rss_peak_mb")),
+    ("ref PSS*", 8, ".0f", lambda r: _get(r, "reference", "pss_tree_peak_mb")),
+    ("yk PSS*", 7, ".0f", lambda r: _get(r, "yolokit", "pss_tree_peak_mb")),
+    ("thr ref/yk", 10, "", lambda r: f"{_get(r, 'reference', 'threads') or '-'}/{_get(r, 'yolokit', 'threads')}"),
+]
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reference-python", default="", help="Python of the reference's environment ('' = none)")
+    parser.add_argument("--models", nargs="+", default=None, help="spec names or YAML paths")
+    parser.add_argument("--imgsz", nargs="+", type=int, default=None)
+    parser.add_argument("--images", type=int, default=None, help="synthetic training images")
+    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (> 1: the first is a warm-up)")
+    parser.add_argument("--rounds", type=int, default=None, help="paired runs per model and size")
+    parser.add_argument("--workers", type=int, default=2, help="data-loader workers (both sides)")
+    parser.add_argument("--threads", type=int, default=0, help="yolokit torch threads (0: its default)")
+    parser.add_argument("--reference-threads", type=int, default=0, help="reference torch threads (0: its default)")
+    parser.add_argument("--close-mosaic", type=int, default=0, help="both sides (0: mosaic in every epoch)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny epochs (yolov8n, 64 px, 8 images)")
+    parser.add_argument("--work-dir", default="", help="datasets and runs (default: a temporary folder)")
+    parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "train.json"))
+    parser.add_argument("--worker", choices=("yolokit", "reference"), help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--project", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = {"models": ["yolov8n"], "imgsz": [64], "images": 8, "batch": 4, "epochs": 1, "rounds": 1}
+    full = {"models": ["yolov8n", "yolo11n", "yolo26n"], "imgsz": [320, 640], "images": 128, "batch": 16,
+            "epochs": 2, "rounds": 3}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.worker is None and isinstance(args.imgsz, int):
+        args.imgsz = [args.imgsz]
+    elif args.worker is not None and isinstance(args.imgsz, list):
+        args.imgsz = args.imgsz[0]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        return worker_main(args)
+    import platform
+
+    from reference_predict import print_table
+
+    with tempfile.TemporaryDirectory(prefix="yolokit-train-bench-") as tmp:
+        work = Path(args.work_dir or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        rows, runs = [], []
+        for model in args.models:
+            for imgsz in args.imgsz:
+                row, model_runs = compare(model, imgsz, args, work)
+                rows.append(row)
+                runs += model_runs
+    print_table(rows, f"Training images/s per epoch and peak memory (MB); {args.images} synthetic images, "
+                      f"{args.epochs} epoch(s) per run, workers={args.workers}; *PSS of the process tree", COLUMNS)
+    versions = {r["side"]: {"version": r["version"], "torch": r["torch"]} for r in runs}
+    meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_count": os.cpu_count(),
+            "machine": platform.machine(), "python": sys.version.split()[0], "versions": versions,
+            "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "data", "project")}}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=2))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -231,3 +231,30 @@ def test_saved_metadata_takes_the_task_from_the_model(shapes, monkeypatch, tmp_p
     monkeypatch.setattr(shapes.model, "task", "fake")  # a task the weights format does not know
     with pytest.raises(WeightsError, match="fake"):
         shapes.save(tmp_path / "w.safetensors")  # so the metadata's task was read from the model
+
+
+def test_imgsz_defaults_to_the_size_the_weights_record(shapes, monkeypatch):
+    import yolokit.eval.validator
+    import yolokit.predict.predictor
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, backend, config):
+            seen.append(config.imgsz)
+
+        def predict(self, source):
+            return []
+
+    monkeypatch.setattr(yolokit.predict.predictor, "Predictor", Recorder)
+    monkeypatch.setattr(yolokit.eval.validator, "validate", lambda backend, config: seen.append(config.imgsz))
+    monkeypatch.setattr(YOLO, "_backend", lambda self, *args: "backend")
+    assert shapes.metadata["imgsz"] == 320  # the fixture was trained at 320
+    shapes.predict("x.jpg")
+    shapes.predict("x.jpg", imgsz=640)
+    shapes.val(data="d.yaml")
+    monkeypatch.setitem(shapes.metadata, "imgsz", [256, 320])  # an export shape (h, w)
+    shapes.predict("x.jpg")
+    shapes.val(data="d.yaml")
+    assert seen == [320, 640, 320, (256, 320), 320]
+    assert YOLO("yolo26n.yaml").metadata == {}  # a spec records nothing: the settings' default (640) applies

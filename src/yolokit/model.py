@@ -184,23 +184,27 @@ class YOLO:
         """Detect objects in ``source`` (path, dir, glob, URL, array, PIL image, tensor, video).
 
         Returns a list of ``Results``, or a generator with constant memory when ``stream=True``.
-        Settings are those of ``PredictConfig`` (``conf``, ``iou``, ``imgsz``, ``classes``, ``nms``, ``save``...).
+        Settings are those of ``PredictConfig`` (``conf``, ``iou``, ``imgsz``, ``classes``, ``nms``, ``save``...);
+        ``imgsz`` defaults to the size the weights record (their training or export size), as in the reference.
         """
-        cfg = self._checked(make_config(self._task.load("predict_config"), self._file_head(overrides), stream=stream))
+        cfg = self._checked(make_config(self._task.load("predict_config"), self._defaults(overrides), stream=stream))
         predictor = self._task.load("predictor")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
         return predictor.stream(source) if cfg.stream else predictor.predict(source)
 
     __call__ = predict
 
     def val(self, data: str | Path | None = None, **overrides: Any) -> DetectionMetrics:
-        """Measure mAP on a dataset split; returns the metrics and saves JSON + plots to ``runs/val``."""
+        """Measure mAP on a dataset split; returns the metrics and saves JSON + plots to ``runs/val``.
+
+        ``imgsz`` defaults to the size the weights record (their training or export size), as in the reference.
+        """
         cfg_cls = self._task.load("val_config")
         if data is None:
             make_config(cfg_cls, overrides)  # bad settings are named before a missing dataset
             data = self.metadata.get("provenance", {}).get("train_args", {}).get("data")
             if not data:
                 raise ConfigError("val needs a dataset: pass data='path/to/data.yaml'")
-        cfg = self._checked(make_config(cfg_cls, self._file_head(overrides), data=str(data)))
+        cfg = self._checked(make_config(cfg_cls, self._defaults(overrides, square=True), data=str(data)))
         return self._task.load("validator")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
     def save(self, path: str | Path, half: bool = False) -> Path:
@@ -257,6 +261,22 @@ class YOLO:
         stride = int(self.runtime.stride) if self.is_onnx else int(self.model.stride.max())
         imgsz = fit_imgsz(cfg.imgsz, stride)
         return cfg if imgsz == cfg.imgsz else dataclasses.replace(cfg, imgsz=imgsz)
+
+    def _defaults(self, overrides: dict[str, Any], square: bool = False) -> dict[str, Any]:
+        """``overrides`` plus what the loaded file implies and the user did not set: the weights' recorded
+        ``imgsz`` (an int, or the long side when ``square``) and an ONNX file's head."""
+        overrides = self._file_head(overrides)
+        recorded = self.metadata.get("imgsz")
+        if "imgsz" in overrides or not recorded:
+            return overrides
+        try:
+            sides = [int(recorded)] if isinstance(recorded, (int, float)) else [int(s) for s in recorded][:2]
+        except (TypeError, ValueError):
+            return overrides  # unreadable: the settings' own default (the range check still applies to the rest)
+        if not sides:
+            return overrides
+        imgsz: int | tuple[int, int] = max(sides) if square or len(set(sides)) == 1 else (sides[0], sides[-1])
+        return {**overrides, "imgsz": imgsz}
 
     def _file_head(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """For an ONNX file, default ``nms`` to the head it holds (it has one only); other models: unchanged."""

@@ -11,7 +11,6 @@ The file carries what a runtime needs to use it standalone, as ``metadata_props`
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import logging
@@ -68,15 +67,13 @@ def prepare_for_export(model: DetectionModel, nms_free: bool) -> DetectionModel:
     if nms_free and not model.end2end:
         raise ConfigError("nms_free=True needs a YOLO26 model with a one-to-one head; this model has none: "
                           "export with nms_free=False")
-    prepared = copy.deepcopy(model).to("cpu").float()
-    if hasattr(prepared, "fuse"):
-        prepared.fuse()
-    prepared.eval()
+    from yolokit.nn.inference import inference_copy
+
+    prepared = inference_copy(model, "cpu")  # fused fp32 eval copy, frozen
     for module in list(prepared.modules()):
         if hasattr(module, "split_cv1"):  # C2f / C3k2 / C2PSA: no Split op in the graph (see C2f.split_cv1)
             module.split_cv1()
-    for parameter in prepared.parameters():
-        parameter.requires_grad_(False)
+    prepared.requires_grad_(False)  # the split parts' new parameters too
     if prepared.end2end:
         prepared.set_nms_free(nms_free)
     return prepared

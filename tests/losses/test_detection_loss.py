@@ -1,3 +1,4 @@
+import dataclasses
 import math
 from types import SimpleNamespace
 
@@ -96,6 +97,8 @@ def test_dfl_decode_gains_and_build_loss():
     built = build_loss(_head(reg_max=1), {"box": 1.0, "lr0": 0.01})  # other keys are ignored
     assert isinstance(built, DetectionLoss) and built.gains == (1.0, 0.5, 1.5) and built.names[2] == "l1_loss"
     assert isinstance(build_loss(_head(end2end=True)), E2EDetectionLoss)
+    config = dataclasses.make_dataclass("Config", [("box", float), ("epochs", int)], frozen=True)(2.0, 3)
+    assert build_loss(_head(), config).gains == (2.0, 0.5, 1.5)
     with pytest.raises(ConfigError, match="loss gain cls"):
         build_loss(_head(), {"cls": "high"})
     with pytest.raises(ValueError, match="E2EDetectionLoss"):

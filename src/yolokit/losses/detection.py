@@ -7,6 +7,7 @@ three terms times the batch size (what to call ``backward()`` on); ``items`` the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -217,7 +218,10 @@ class E2EDetectionLoss:
 def build_loss(model: Any, hyp: Mapping[str, Any] | None = None) -> DetectionLoss | E2EDetectionLoss:
     """The loss for ``model``: :class:`E2EDetectionLoss` for a head with a one-to-one branch (YOLO26), else
     :class:`DetectionLoss` (DFL when ``reg_max > 1``, L1 when ``reg_max == 1``). ``hyp`` may hold the gains ``box``
-    (7.5), ``cls`` (0.5) and ``dfl`` (1.5); other keys are ignored (a whole training config can be passed)."""
+    (7.5), ``cls`` (0.5) and ``dfl`` (1.5); other keys are ignored (a whole training config, as a mapping or a
+    dataclass, can be passed)."""
+    if dataclasses.is_dataclass(hyp) and not isinstance(hyp, type):
+        hyp = dataclasses.asdict(hyp)
     hyp = dict(hyp or {})
     gains = {k: hyp.get(k, default) for k, default in (("box", 7.5), ("cls", 0.5), ("dfl", 1.5))}
     head = getattr(model, "head", model)

@@ -13,7 +13,7 @@ import torch
 
 from conftest import randomise_batchnorm
 from yolokit.errors import WeightsError
-from yolokit.weights import detect_format, load_weights, native, read_weights, save_weights
+from yolokit.weights import detect_format, load_weights, native, read_weights, save_weights, transfer_weights
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -157,10 +157,10 @@ def test_only_the_main_process_writes(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_load_weights_argument_errors(saved: dict) -> None:
-    with pytest.raises(WeightsError, match="expects a file path"):
+    with pytest.raises(WeightsError, match="expects a file path.*use transfer_weights"):
         load_weights(_model())
-    with pytest.raises(WeightsError, match="first argument must be a model"):
-        load_weights(saved["safetensors"], saved["yolokit-pt"])
+    with pytest.raises(WeightsError, match="expects a torch model first"):
+        transfer_weights(saved["safetensors"], saved["yolokit-pt"])
 
 
 def test_plain_torch_pickle_is_not_a_yolokit_file(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""load_weights(model, path): transfer by name and shape, the report, strict mode."""
+"""transfer_weights(model, source): transfer by name and shape, the report, strict mode."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from yolokit.errors import WeightsError
-from yolokit.weights import TransferReport, load_weights, save_weights
+from yolokit.weights import TransferReport, load_weights, save_weights, transfer_weights
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 # yolo11-tiny has the yolo11n layout (depth 0.5): 499 state_dict entries. With nc 3 -> 5 only the last 1x1 conv of
@@ -39,7 +39,7 @@ def test_transfer_to_a_different_class_count(source_file: Path, caplog: pytest.L
     before = {k: v.clone() for k, v in target.state_dict().items()}
     assert len(before) == YOLO11_TINY_TENSORS
     with caplog.at_level(logging.INFO, logger="yolokit.weights"):
-        report = load_weights(target, source_file)
+        report = transfer_weights(target, source_file)
     assert report == TransferReport(transferred=493, total=499, skipped=CLASS_HEAD_KEYS)
     after = target.state_dict()
     for key in after:
@@ -51,7 +51,7 @@ def test_transfer_to_a_different_class_count(source_file: Path, caplog: pytest.L
 
 def test_transfer_into_the_same_architecture_is_complete_and_strict_passes(source_file: Path) -> None:
     target = _model("yolo11-tiny.yaml", 3, seed=2)
-    report = load_weights(target, source_file, strict=True)
+    report = transfer_weights(target, source_file, strict=True)
     assert (report.transferred, report.total, report.skipped) == (499, 499, [])
     x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
@@ -62,7 +62,7 @@ def test_strict_transfer_refuses_a_mismatch_and_changes_nothing(source_file: Pat
     target = _model("yolo11-tiny.yaml", 5, seed=1)
     before = {k: v.clone() for k, v in target.state_dict().items()}
     with pytest.raises(WeightsError) as info:
-        load_weights(target, source_file, strict=True)
+        transfer_weights(target, source_file, strict=True)
     message = str(info.value)
     assert str(source_file) in message and "6 with a different shape" in message
     assert "model.23.cv3.0.2.weight expected (5, 16, 1, 1) found (3, 16, 1, 1)" in message
@@ -74,7 +74,7 @@ def test_transfer_across_architectures_skips_what_does_not_match(source_file: Pa
     source = load_weights(source_file).state_dict()
     target = _model("yolov8-tiny.yaml", 3, seed=0)
     shapes = {k: tuple(v.shape) for k, v in target.state_dict().items()}
-    report = load_weights(target, source_file)
+    report = transfer_weights(target, source_file)
     fits = [k for k in shapes if k in source and tuple(source[k].shape) == shapes[k]]
     assert report.total == len(shapes) == 355  # the yolov8n layout
     assert report.transferred == len(fits) and report.skipped == [k for k in shapes if k not in fits]
@@ -89,7 +89,7 @@ def test_transfer_from_fp16_keeps_the_model_fp32(tmp_path: Path) -> None:
     source = _model("yolo11-tiny.yaml", 3, seed=0)
     path = save_weights(source, tmp_path / "half.pt", half=True)
     target = _model("yolo11-tiny.yaml", 3, seed=5)
-    assert load_weights(target, path).transferred == YOLO11_TINY_TENSORS
+    assert transfer_weights(target, path).transferred == YOLO11_TINY_TENSORS
     weight = target.model[0].conv.weight
     assert weight.dtype == torch.float32 and torch.equal(weight, source.model[0].conv.weight.half().float())
 
@@ -101,6 +101,6 @@ def test_transfer_from_a_plain_safetensors_file(tmp_path: Path) -> None:
     subset = {k: v.contiguous() for k, v in source.state_dict().items() if k.startswith("model.0.")}
     save_file(subset, str(tmp_path / "part.safetensors"))
     target = _model("yolo11-tiny.yaml", 3, seed=9)
-    report = load_weights(target, tmp_path / "part.safetensors")
+    report = transfer_weights(target, tmp_path / "part.safetensors")
     assert report.transferred == len(subset) == 6 and report.total == YOLO11_TINY_TENSORS
     assert torch.equal(target.model[0].conv.weight, source.model[0].conv.weight)

@@ -11,6 +11,7 @@ import os
 import zipfile
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -56,13 +57,17 @@ class _Storage:
 
 
 class TorchArchive:
-    """A torch zip archive opened for reading, with every size checked against caps before anything is read."""
+    """A torch zip archive opened for reading, with every size checked against caps before anything is read.
 
-    def __init__(self, path: str | Path) -> None:
+    ``handle``: the file already open in binary mode (the caller keeps and closes it); the zip directory is then
+    parsed from it, so the file is opened once. Without it the archive opens ``path`` itself.
+    """
+
+    def __init__(self, path: str | Path, handle: BinaryIO | None = None) -> None:
         self.path = Path(path)
-        self._check_magic()
+        self._check_magic(handle)
         try:
-            self._zip = zipfile.ZipFile(self.path)
+            self._zip = zipfile.ZipFile(self.path if handle is None else handle)
             infos = self._zip.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
             raise WeightsError(f"{self.path}: not a readable torch zip archive ({exc}); the file is truncated or "
@@ -79,11 +84,15 @@ class TorchArchive:
         self._check_sizes(infos)
         self.big_endian = self._byteorder()
 
-    def _check_magic(self) -> None:
-        if not self.path.is_file():
-            raise WeightsError(f"{self.path}: weights file not found (expected a .pt file); check the path")
-        with open(self.path, "rb") as handle:
+    def _check_magic(self, handle: BinaryIO | None) -> None:
+        if handle is not None:
+            handle.seek(0)
             head = handle.read(4)
+        elif not self.path.is_file():
+            raise WeightsError(f"{self.path}: weights file not found (expected a .pt file); check the path")
+        else:
+            with open(self.path, "rb") as opened:
+                head = opened.read(4)
         if head != b"PK\x03\x04":
             kind = "a legacy (pre-1.6) torch file" if head[:1] == b"\x80" else f"a file starting with {head!r}"
             raise WeightsError(f"{self.path}: expected a torch zip archive (starting with b'PK\\x03\\x04'), "
@@ -143,6 +152,7 @@ class TorchArchive:
         return _Storage(self.path, key, data, dtype, self.big_endian)
 
     def close(self) -> None:
+        """Close the zip directory (a handle passed in stays open)."""
         if getattr(self, "_zip", None) is not None:
             self._zip.close()
 

@@ -3,18 +3,17 @@
 The pickle runs on the pure-Python ``pickle._Unpickler`` with our own REDUCE / NEWOBJ / NEWOBJ_EX / BUILD / INST / OBJ /
 EXT handlers (and APPEND(S) / SETITEM(S) / ADDITEMS that only fill real lists, dicts and sets): the only callables that
 can ever run are the stand-ins of ``_foreign_globals`` (inert records, tensor views with bounds checks, a few container
-constructors); any other global raises ``UnsafeWeightsError``. ``scan_pickle_globals`` lists the globals without
-running anything.
+constructors); any other global raises ``UnsafeWeightsError``. ``scan_pickle`` lists the globals without running
+anything.
 """
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import io
 import pickle
 import pickletools
 import struct
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from yolokit.weights._foreign_globals import (
 
 __all__ = [
     "AttrRef", "GlobalRef", "ModuleRecord", "NamespaceRecord", "TorchArchive", "available_memory", "is_allowed",
-    "load_archive_pickle", "normalize_global", "scan_pickle_globals", "to_plain",
+    "PickleScan", "load_archive_pickle", "normalize_global", "scan_pickle", "scan_pickle_globals", "to_plain",
 ]  # fmt: skip
 MAX_PLAIN_NODES = 1_000_000  # budget when converting metadata to plain JSON types (memo-DAG expansion guard)
 
@@ -169,48 +168,69 @@ _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHOR
 _MARK = object()
 
 
-_SCANNED: OrderedDict[bytes, tuple[GlobalRef, ...]] = OrderedDict()  # digest of pickle bytes -> globals
+@dataclasses.dataclass(frozen=True)
+class PickleScan:
+    """What one opcode walk of a pickle found: its globals (first use order, deduplicated) and whether a given
+    string constant (e.g. yolokit's ``yolokit_format`` marker key) occurs in it."""
+
+    globals: list[GlobalRef]
+    has_marker: bool
 
 
 def scan_pickle_globals(data: bytes, path: str | Path) -> list[GlobalRef]:
-    """Globals referenced by pickle ``data`` (see ``foreign.scan_globals``), via a symbolic stack over the opcodes.
+    """Globals referenced by pickle ``data`` (see ``foreign.scan_globals``); nothing is executed."""
+    return scan_pickle(data, path).globals
 
-    The walk costs ~0.3 s for a YOLO checkpoint and loading one needs it twice (format detection, then the load),
-    so the result of the last few scans is kept, keyed by a digest of the bytes themselves.
+
+def scan_pickle(data: bytes, path: str | Path, marker: str | None = None) -> PickleScan:
+    """One walk over the opcodes of ``data`` (``pickletools.genops``): the globals and whether ``marker`` occurs.
+
+    ``GLOBAL``/``INST``/``EXT*`` name their global in the opcode. Only ``STACK_GLOBAL`` (protocol 4+) takes its
+    operands from the stack, so the symbolic stack is replayed over the collected opcodes only when one occurs
+    (torch archives use protocol 2: a single pass).
     """
-    key = hashlib.blake2b(data, digest_size=32).digest()
-    if key in _SCANNED:
-        _SCANNED.move_to_end(key)
-        return list(_SCANNED[key])
-    refs = _scan(data, path)
-    _SCANNED[key] = tuple(refs)
-    while len(_SCANNED) > 8:
-        _SCANNED.popitem(last=False)
-    return refs
+    ops: list[tuple[pickletools.OpcodeInfo, Any]] = []
+    found: dict[tuple[str, str], GlobalRef] = {}
+    has_marker = stack_global = False
+    try:
+        for op, arg, _pos in pickletools.genops(data):
+            ops.append((op, arg))
+            name = op.name
+            if name in ("GLOBAL", "INST"):
+                _note(found, *str(arg).split(" ", 1))
+            elif name.startswith("EXT"):
+                _note(found, "copyreg extension code", str(arg))
+            elif name == "STACK_GLOBAL":
+                stack_global = True
+            elif marker is not None and name in _STRING_OPS and arg == marker:
+                has_marker = True
+        if stack_global:
+            found = _replay(ops)
+    except (ValueError, IndexError, KeyError, TypeError) as exc:
+        raise WeightsError(f"{path}: malformed checkpoint pickle ({exc}); {_REDO}") from exc
+    return PickleScan(list(found.values()), has_marker)
 
 
-def _scan(data: bytes, path: str | Path) -> list[GlobalRef]:
+def _note(found: dict[tuple[str, str], GlobalRef], module: Any, name: Any) -> None:
+    module, name = (module, name) if isinstance(module, str) and isinstance(name, str) else ("?", "<dynamic>")
+    found.setdefault((module, name), GlobalRef(module, name, is_allowed(module, name) and module != "?"))
+
+
+def _replay(ops: list[tuple[pickletools.OpcodeInfo, Any]]) -> dict[tuple[str, str], GlobalRef]:
+    """Every global in first-use order, resolving ``STACK_GLOBAL`` operands with a symbolic stack."""
     stack: list[Any] = []
     memo: dict[Any, Any] = {}
     found: dict[tuple[str, str], GlobalRef] = {}
-
-    def note(module: Any, name: Any) -> None:
-        module, name = (module, name) if isinstance(module, str) and isinstance(name, str) else ("?", "<dynamic>")
-        found.setdefault((module, name), GlobalRef(module, name, is_allowed(module, name) and module != "?"))
-
-    try:
-        for op, arg, _pos in pickletools.genops(data):
-            if op.name in ("GLOBAL", "INST"):
-                note(*str(arg).split(" ", 1))
-            elif op.name == "STACK_GLOBAL":
-                name, module = stack.pop(), stack.pop()
-                note(module, name)
-            elif op.name.startswith("EXT"):
-                note("copyreg extension code", str(arg))
-            _simulate(op, arg, stack, memo)
-    except (ValueError, IndexError, KeyError, TypeError) as exc:
-        raise WeightsError(f"{path}: malformed checkpoint pickle ({exc}); {_REDO}") from exc
-    return list(found.values())
+    for op, arg in ops:
+        if op.name in ("GLOBAL", "INST"):
+            _note(found, *str(arg).split(" ", 1))
+        elif op.name == "STACK_GLOBAL":
+            name, module = stack.pop(), stack.pop()
+            _note(found, module, name)
+        elif op.name.startswith("EXT"):
+            _note(found, "copyreg extension code", str(arg))
+        _simulate(op, arg, stack, memo)
+    return found
 
 
 def _simulate(op: pickletools.OpcodeInfo, arg: Any, stack: list[Any], memo: dict[Any, Any]) -> None:

@@ -33,8 +33,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
-    "GlobalRef", "ModuleRecord", "NamespaceRecord", "is_allowed", "load_checkpoint", "read_ultralytics",
-    "scan_globals",
+    "GlobalRef", "ModuleRecord", "NamespaceRecord", "is_allowed", "load_checkpoint", "load_checkpoint_from",
+    "read_reference", "read_ultralytics", "scan_globals",
 ]  # fmt: skip
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,13 @@ def refuse_globals(refs: list[GlobalRef], path: str | Path) -> None:
 def load_checkpoint(path: str | Path) -> Any:
     """Scan, then unpickle the archive into plain containers, tensors and inert records (nothing executed)."""
     with TorchArchive(path) as archive:
-        refuse_globals(scan_pickle_globals(archive.read_pickle(), archive.path), archive.path)
-        return load_archive_pickle(archive)
+        return load_checkpoint_from(archive, scan_pickle_globals(archive.read_pickle(), archive.path))
+
+
+def load_checkpoint_from(archive: TorchArchive, refs: list[GlobalRef]) -> Any:
+    """Unpickle an archive already open whose pickle was scanned into ``refs`` (refused globals raise first)."""
+    refuse_globals(refs, archive.path)
+    return load_archive_pickle(archive)
 
 
 def read_ultralytics(path: str | Path, sha256: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -85,24 +90,36 @@ def read_ultralytics(path: str | Path, sha256: str | None = None) -> tuple[dict[
 
     ``state_dict`` uses the reference names (``model.0.conv.weight``...), floating tensors as fp32, integer buffers
     (``num_batches_tracked``, int64) unchanged. ``metadata`` follows the yolokit schema (``spec``, ``names``
-    ``{int: str}``, ``stride``, ``imgsz``, ``task='detect'``, ``provenance`` with ``source='ultralytics'``,
-    ``source_sha256``, ``reference_version``, ``date``, ``train_args``, ``train_metrics``, ``epoch``).
-    ``sha256``: the file's digest when the caller already has it (else it is computed).
+    ``{int: str}``, ``stride``, ``imgsz``, ``task`` from the model's class, ``provenance`` with
+    ``source='ultralytics'``, ``source_sha256``, ``reference_version``, ``date``, ``train_args``, ``train_metrics``,
+    ``epoch``). ``sha256``: the file's digest when the caller already has it (else it is computed).
     Raises ``UnsafeWeightsError`` for a refused global and ``WeightsError`` for anything else unreadable.
     """
     from yolokit.utils.io import sha256_file
 
     path = Path(path)
-    ckpt = load_checkpoint(path)
+    with TorchArchive(path) as archive:
+        refs = scan_pickle_globals(archive.read_pickle(), archive.path)
+        return read_reference(archive, refs, sha256 or sha256_file(path))
+
+
+def read_reference(
+    archive: TorchArchive, refs: list[GlobalRef], sha256: str
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``read_ultralytics`` on an archive already open, its pickle already scanned into ``refs``."""
+    from yolokit.weights.metadata import TASKS
+
+    path = archive.path
+    ckpt = load_checkpoint_from(archive, refs)
     model = select_model(ckpt, path)
     task = model_task(model)
-    if task != "detect":
+    if task not in TASKS:
         raise WeightsError(
-            f"{path}: holds a {model.type_name} ({task} task); yolokit reads detection checkpoints only, "
+            f"{path}: holds a {model.type_name} ({task} task); yolokit reads {', '.join(TASKS)} checkpoints only, "
             "use a YOLOv8/YOLO11/YOLO26 detection model"
         )
     state_dict = flatten_state_dict(model, path)
-    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256 or sha256_file(path))
+    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256)
     logger.info("Read %d tensors from reference checkpoint %s", len(state_dict), path)
     return state_dict, metadata
 
@@ -126,7 +143,7 @@ def select_model(ckpt: Any, path: str | Path) -> ModuleRecord:
     if isinstance(model, dict) and all(isinstance(k, str) for k in model):
         raise WeightsError(
             f"{path}: 'model' holds a plain state_dict without architecture; expected a pickled reference model "
-            "(re-save it with its model, or load it into a built model with load_weights(model, path))"
+            "(re-save it with its model, or transfer it into a built model with transfer_weights(model, path))"
         )
     if not isinstance(model, ModuleRecord) or not isinstance(model.modules.get("model"), ModuleRecord):
         raise WeightsError(
@@ -229,7 +246,7 @@ def build_import_metadata(ckpt: dict, model: ModuleRecord, path: str | Path, sha
         if ckpt.get(key) is not None:
             provenance[key] = to_plain(ckpt[key])
     raw = {
-        "format_version": FORMAT_VERSION, "task": "detect", "spec": spec, "names": names,
+        "format_version": FORMAT_VERSION, "task": model_task(model), "spec": spec, "names": names,
         "stride": to_plain(model.attributes.get("stride")), "imgsz": _imgsz(train_args),
         "yolokit_version": yolokit.__version__, "created": utc_now_iso(), "parent_sha256": sha256,
         "provenance": provenance,

@@ -4,8 +4,9 @@
     print(format_inspect(report))              # the text ``yolokit inspect FILE`` prints
 
 An unsafe file is still inspectable: the report says ``safety.verdict == "unsafe"`` and lists the refused globals;
-such a file is never unpickled. Torch archives are scanned opcode by opcode first (nothing executed); reference
-(Ultralytics) checkpoints are then read with the restricted unpickler, native files with the native readers.
+such a file is never unpickled. The file is opened once: torch archives are scanned opcode by opcode first (nothing
+executed); reference (Ultralytics) checkpoints are then read with the restricted unpickler, native files with the
+native readers.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import collections
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yolokit.errors import UnsafeWeightsError, WeightsError
+from yolokit.weights.formats import TORCH_PICKLE
+
+if TYPE_CHECKING:  # pragma: no cover
+    from yolokit.weights.formats import OpenedWeights
 
 __all__ = ["format_inspect", "inspect_weights"]
 logger = logging.getLogger(__name__)
@@ -34,38 +39,29 @@ def inspect_weights(path: str | Path) -> dict[str, Any]:
     ``family``, ``scale``, ``layers``), ``nc``, ``names`` (``{"0": "person"}``), ``parameters``, ``tensors``,
     ``dtypes`` (tensor count per dtype), ``stride``, ``imgsz``, ``created`` (date / versions / provenance) and
     ``error`` (why the contents could not be read, else None). Raises ``WeightsError`` only for a missing file or
-    one that is not a weights file at all.
+    one that is not a weights file at all. The file is opened once (``formats.probe_weights``).
     """
-    from yolokit.utils.io import sha256_file
+    from yolokit.weights.formats import probe_weights
 
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"{path}: weights file not found; check the path")
-    report: dict[str, Any] = {
-        "path": str(path), "format": None, "file_size": path.stat().st_size, "sha256": sha256_file(path),
-        "safety": {"verdict": "safe", "detail": "", "globals": []}, "task": None, "architecture": None, "nc": None,
-        "names": None, "parameters": None, "tensors": None, "dtypes": {}, "stride": None, "imgsz": None,
-        "created": {}, "error": None,
-    }  # fmt: skip
-    with open(path, "rb") as handle:
-        is_zip = handle.read(4) == b"PK\x03\x04"
-    if is_zip:
-        _inspect_torch_archive(path, report)
-    else:
-        _inspect_other(path, report)
+    with probe_weights(path) as source:
+        report: dict[str, Any] = {
+            "path": str(source.path), "format": source.format, "file_size": source.size, "sha256": source.sha256(),
+            "safety": {"verdict": "safe", "detail": "", "globals": []}, "task": None, "architecture": None,
+            "nc": None, "names": None, "parameters": None, "tensors": None, "dtypes": {}, "stride": None,
+            "imgsz": None, "created": {}, "error": None,
+        }  # fmt: skip
+        if source.archive is not None:
+            _inspect_torch_archive(source, report)
+        else:
+            _inspect_other(source, report)
     return report
 
 
-def _inspect_torch_archive(path: Path, report: dict[str, Any]) -> None:
-    from yolokit.weights import detect_format
-    from yolokit.weights.foreign import scan_globals
-
-    refs = scan_globals(path)
+def _inspect_torch_archive(source: OpenedWeights, report: dict[str, Any]) -> None:
+    refs = source.globals
     report["safety"]["globals"] = [{"global": r.resolved, "pickled_as": r.qualname, "allowed": r.allowed} for r in refs]
-    try:
-        report["format"] = detect_format(path)
-    except WeightsError as exc:  # a torch pickle that is neither a yolokit nor a reference checkpoint
-        report.update(format="torch-pickle", error=str(exc))
+    if source.problem is not None:  # a torch pickle that is neither a yolokit nor a reference checkpoint
+        report["error"] = str(source.problem)
     refused = [r.resolved for r in refs if not r.allowed]
     if refused:
         report["safety"].update(verdict="unsafe", detail=(
@@ -76,14 +72,14 @@ def _inspect_torch_archive(path: Path, report: dict[str, Any]) -> None:
         return
     kind = "restricted unpickler" if report["format"] == "ultralytics-pt" else "torch.load(weights_only=True)"
     report["safety"]["detail"] = f"{len(refs)} pickle globals, all on the allow-list ({kind}); no code is executed"
-    if report["format"] == "torch-pickle":  # allow-listed globals only: describe a plain state_dict if it is one
-        _describe_plain_pickle(path, report)
+    if report["format"] == TORCH_PICKLE:  # allow-listed globals only: describe a plain state_dict if it is one
+        _describe_plain_pickle(source, report)
         return
     try:
         if report["format"] == "ultralytics-pt":
-            state_dict, metadata = _read_reference_stored_dtypes(path, report["sha256"])
+            state_dict, metadata = _read_reference_stored_dtypes(source)
         else:
-            state_dict, metadata = _read_native(path)
+            state_dict, metadata = _read_native(source)
     except UnsafeWeightsError:
         raise
     except WeightsError as exc:
@@ -92,14 +88,14 @@ def _inspect_torch_archive(path: Path, report: dict[str, Any]) -> None:
     _describe(report, state_dict, metadata)
 
 
-def _describe_plain_pickle(path: Path, report: dict[str, Any]) -> None:
+def _describe_plain_pickle(source: OpenedWeights, report: dict[str, Any]) -> None:
     """Tensor counts of a plain ``torch.save(state_dict)`` (or ``{"state_dict": ...}``) file."""
     import torch
 
-    from yolokit.weights.foreign import load_checkpoint
+    from yolokit.weights.foreign import load_checkpoint_from
 
     try:
-        obj = load_checkpoint(path)
+        obj = load_checkpoint_from(source.archive, source.globals)
     except WeightsError as exc:
         report["error"] = str(exc)
         return
@@ -110,39 +106,37 @@ def _describe_plain_pickle(path: Path, report: dict[str, Any]) -> None:
         report["error"] = "a plain torch state_dict without architecture or class names (not a yolokit file)"
 
 
-def _inspect_other(path: Path, report: dict[str, Any]) -> None:
-    from yolokit.weights import detect_format
-
-    report["format"] = detect_format(path)  # raises WeightsError for a file that is not weights at all
+def _inspect_other(source: OpenedWeights, report: dict[str, Any]) -> None:
     if report["format"] == "onnx":
         report["safety"]["detail"] = "ONNX graph: no pickle code"
-        _inspect_onnx(path, report)
+        _inspect_onnx(source, report)
         return
     report["safety"]["detail"] = "safetensors: raw tensors and a JSON header, no pickle code"
     try:
-        state_dict, metadata = _read_native(path)
+        state_dict, metadata = _read_native(source)
     except WeightsError as exc:
         report["error"] = str(exc)
         return
     _describe(report, state_dict, metadata)
 
 
-def _read_reference_stored_dtypes(path: Path, sha256: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _read_reference_stored_dtypes(source: OpenedWeights) -> tuple[dict[str, Any], dict[str, Any]]:
     """A reference checkpoint's tensors in their stored dtype (fp16 stays fp16) and its yolokit metadata."""
-    from yolokit.weights.foreign import build_import_metadata, flatten_state_dict, load_checkpoint, select_model
+    from yolokit.weights.foreign import build_import_metadata, flatten_state_dict, load_checkpoint_from, select_model
 
-    ckpt = load_checkpoint(path)
+    path = source.path
+    ckpt = load_checkpoint_from(source.archive, source.globals)
     model = select_model(ckpt, path)
     state_dict = flatten_state_dict(model, path, float32=False)
-    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256)
+    metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, source.sha256())
     metadata.update(created=None, yolokit_version=None, parent_sha256=None)  # import-time values, not the file's
     return state_dict, metadata
 
 
-def _read_native(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    from yolokit.weights import read_weights
+def _read_native(source: OpenedWeights) -> tuple[dict[str, Any], dict[str, Any]]:
+    from yolokit.weights.read import read_source
 
-    weights = read_weights(path)
+    weights = read_source(source)
     return weights.state_dict, weights.metadata
 
 
@@ -196,7 +190,7 @@ def architecture(spec: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "family": family, "scale": scale, "layers": len(rows)}
 
 
-def _inspect_onnx(path: Path, report: dict[str, Any]) -> None:
+def _inspect_onnx(source: OpenedWeights, report: dict[str, Any]) -> None:
     """Initializer count/dtypes/parameters and metadata_props of an ONNX model (needs the ``onnx`` package)."""
     try:
         import onnx
@@ -205,7 +199,8 @@ def _inspect_onnx(path: Path, report: dict[str, Any]) -> None:
         report["error"] = "install onnx (pip install onnx) to inspect the graph's contents"
         return
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        source.handle.seek(0)
+        model = onnx.load(source.handle, load_external_data=False)
     except Exception as exc:  # noqa: BLE001 - onnx raises many types for a damaged protobuf
         report["error"] = f"cannot parse the ONNX graph ({type(exc).__name__}: {exc})"
         return

@@ -4,7 +4,7 @@ A metadata dict (plain JSON types) has these keys:
 
 - ``format_version`` (int): the weights-file schema version, currently ``1``. A file with a newer version is refused
   with a message to upgrade yolokit.
-- ``task`` (str): ``"detect"``.
+- ``task`` (str): the model's task, one of ``TASKS`` (``"detect"``); it comes from the model when saving.
 - ``spec`` (dict): the architecture (layer rows and scales) as returned by ``models.spec.load_spec``.
 - ``names`` (dict): class index -> class name. ``dict[int, str]`` in Python, ``{"0": "person"}`` in files.
 - ``stride`` (list[int]): the head strides, e.g. ``[8, 16, 32]``.
@@ -61,7 +61,8 @@ def build_metadata(
 ) -> dict[str, Any]:
     """Metadata (schema above, ``names`` with int keys) describing ``model`` as it is now.
 
-    ``model`` needs ``spec`` (dict) and ``names`` (dict[int, str]) attributes and may have ``stride`` (tensor).
+    ``model`` needs ``spec`` (dict) and ``names`` (dict[int, str]) attributes and may have ``stride`` (tensor) and
+    ``task`` (str; a model without one is a detection model).
     """
     import yolokit
 
@@ -77,7 +78,7 @@ def build_metadata(
         names = {i: f"class{i}" for i in range(nc)}
     raw = {
         "format_version": FORMAT_VERSION,
-        "task": "detect",
+        "task": getattr(model, "task", "detect"),
         "spec": _jsonable(spec, "spec"),
         "names": {int(k): str(v) for k, v in dict(names).items()},
         "stride": _stride_list(getattr(model, "stride", None)),

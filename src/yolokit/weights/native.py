@@ -11,7 +11,7 @@ and the pickle references only torch's tensor-rebuild globals and ``collections.
 
 dtypes: ``half=True`` stores floating tensors as fp16, otherwise fp32; integer buffers (``num_batches_tracked``,
 int64) are kept as they are. Readers return tensors in the **stored** dtype so round trips are bit-exact; loading
-into a model (``weights.load_weights``) copies them into the model's fp32 parameters.
+into a model (``weights.load_model``, ``weights.transfer_weights``) copies them into the model's fp32 parameters.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import math
 import struct
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from yolokit.errors import WeightsError
 from yolokit.utils.io import atomic_open
@@ -158,11 +158,15 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
 
     The metadata is ``None`` for a safetensors file not written by yolokit (no ``yolokit_format`` marker).
     """
+    path = Path(path)
+    return parse_safetensors(path, path.read_bytes())
+
+
+def parse_safetensors(path: Path, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
+    """``read_safetensors`` on the file's bytes already read (``path`` names the file in errors)."""
     from safetensors import SafetensorError
     from safetensors.torch import load as load_safetensors
 
-    path = Path(path)
-    data = path.read_bytes()
     entries, raw_meta = parse_safetensors_header(path, data)
     try:
         loaded = load_safetensors(data)
@@ -241,14 +245,20 @@ def write_native_pt(path: str | Path, state_dict: dict, metadata: dict[str, Any]
 
 def read_native_pt(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a native ``.pt`` with ``torch.load(weights_only=True)`` -> ``(state_dict in stored dtypes, metadata)``."""
+    path = Path(path)
+    with open(path, "rb") as handle:  # a file object: torch.load would treat a path ending in .safetensors as such
+        return load_native_pt(path, handle)
+
+
+def load_native_pt(path: Path, handle: BinaryIO) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``read_native_pt`` from the file already open in binary mode (read from its start; ``path`` for errors)."""
     import pickle
 
     import torch
 
-    path = Path(path)
-    try:  # a file object: torch.load would treat a path ending in .safetensors as safetensors
-        with open(path, "rb") as handle:
-            payload = torch.load(handle, map_location="cpu", weights_only=True)
+    try:
+        handle.seek(0)
+        payload = torch.load(handle, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise WeightsError(f"{path}: cannot read the yolokit .pt archive ({reason[:200]}); {_REDO}") from exc
@@ -288,11 +298,11 @@ def check_fit(source: str | Path, expected: dict[str, Any], found: dict[str, Any
     parts.append(f"{len(unexpected)} unexpected" + (f" (first: {', '.join(unexpected[:3])})" if unexpected else ""))
     raise WeightsError(
         f"{source}: tensors do not fit the model: {', '.join(parts)}; use weights saved for this architecture and "
-        "class count, or load_weights(model, path) to transfer only the matching tensors"
+        "class count, or transfer_weights(model, path) to copy only the matching tensors"
     )
 
 
-# --- content sniffing (used by weights.detect_format) --------------------------------------------------------------
+# --- content sniffing (used by weights.formats.detect_format) ------------------------------------------------------
 ZIP_MAGIC = b"PK\x03\x04"
 _ONNX_WIRE_TYPES = {1: 0, 2: 2, 3: 2, 4: 2, 5: 0, 6: 2, 7: 2, 8: 2, 14: 2, 20: 2, 25: 2, 26: 2}
 
@@ -315,7 +325,7 @@ def _read_varint(handle: Any) -> int | None:
     return None
 
 
-def looks_like_onnx(path: Path, size: int) -> bool:
+def looks_like_onnx(handle: BinaryIO, size: int) -> bool:
     """True when the file parses as a top-level ONNX ``ModelProto``.
 
     The cheap check walks the top-level protobuf fields without decoding them: the first field must be 1
@@ -324,39 +334,23 @@ def looks_like_onnx(path: Path, size: int) -> bool:
     end; and field 7 (``graph``) must be present. Random bytes and other formats fail within a few bytes.
     """
     seen: set[int] = set()
-    with open(path, "rb") as handle:
-        if handle.read(1) != b"\x08":
-            return False
-        handle.seek(0)
-        while handle.tell() < size:
-            tag = _read_varint(handle)
-            if tag is None:
-                return False
-            number, wire = tag >> 3, tag & 7
-            if number == 0 or wire != _ONNX_WIRE_TYPES.get(number, wire) or wire not in (0, 2):
-                return False
-            value = _read_varint(handle)
-            if value is None:
-                return False
-            if wire == 2:
-                if handle.tell() + value > size:
-                    return False
-                handle.seek(value, 1)
-            seen.add(number)
-    return 1 in seen and 7 in seen
-
-
-def pickle_has_marker(path: Path) -> bool:
-    """True when the torch archive's ``data.pkl`` contains the ``yolokit_format`` key (opcodes are only listed)."""
-    import pickletools
-    import zipfile
-
-    with zipfile.ZipFile(path) as archive:
-        entries = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
-        if not entries:
-            return False
-        data = archive.read(entries[0])
-    try:
-        return any(isinstance(arg, str) and arg == MARKER for _, arg, _ in pickletools.genops(data))
-    except ValueError:
+    handle.seek(0)
+    if handle.read(1) != b"\x08":
         return False
+    handle.seek(0)
+    while handle.tell() < size:
+        tag = _read_varint(handle)
+        if tag is None:
+            return False
+        number, wire = tag >> 3, tag & 7
+        if number == 0 or wire != _ONNX_WIRE_TYPES.get(number, wire) or wire not in (0, 2):
+            return False
+        value = _read_varint(handle)
+        if value is None:
+            return False
+        if wire == 2:
+            if handle.tell() + value > size:
+                return False
+            handle.seek(value, 1)
+        seen.add(number)
+    return 1 in seen and 7 in seen

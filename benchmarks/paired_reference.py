@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from reference_predict import STAGES, print_table, synthetic_image, write_results
 
+from yolokit.backends import ALL_ENGINES, create_backend
 from yolokit.config import PredictConfig
-from yolokit.predict.backend import ALL_ENGINES, create_backend
 from yolokit.predict.predictor import Predictor
 from yolokit.weights import load_weights
 
@@ -127,6 +127,10 @@ def main() -> int:
     parser.add_argument("--reference-threads", type=int, default=0, help="0: the reference's own default")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "paired_reference.json"))
     args = parser.parse_args()
+    if args.threads:  # this script owns its process: pre/post-processing runs with the same count
+        import torch
+
+        torch.set_num_threads(args.threads)
     args.runs = args.rounds  # for write_results
 
     missing = [w for w in args.weights if not Path(w).is_file()]

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from reference_predict import print_table, synthetic_image, write_results  # shared with the reference side (no yolokit)
 
+from yolokit.backends import ALL_ENGINES, create_backend
 from yolokit.config import PredictConfig
-from yolokit.predict.backend import ALL_ENGINES, create_backend
 from yolokit.predict.predictor import Predictor
 
 STAGES = ("preprocess", "inference", "postprocess")
@@ -124,9 +124,12 @@ def main() -> int:
     parser.add_argument("--reference-json", default=str(Path(__file__).parent / "results" / "reference_predict.json"),
                         help="reference timings to compare with (skipped when the file does not exist)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: one per physical core); the reference defaults to 1 here")
+                        help="threads for the whole process (torch and ONNX Runtime; default: one per physical "
+                             "core); the reference defaults to 1 here")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "predict.json"))
     args = parser.parse_args()
+    if args.threads:  # this script owns its process: pre/post-processing runs with the same count
+        torch.set_num_threads(args.threads)
 
     image = synthetic_image()
     reference = load_reference(args.reference_json)

@@ -81,7 +81,7 @@ class YOLO:
             from yolokit.weights import detect_format, load_weights
 
             if detect_format(path) == "onnx":
-                from yolokit.export.runtime import OnnxRuntimeBackend
+                from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
 
                 self.runtime = OnnxRuntimeBackend(path)
                 self.ckpt_path = path
@@ -294,7 +294,7 @@ class YOLO:
         self._backends = {k: v for k, v in self._backends.items() if k[-1] == state}
         key = (device, half, engine, state)
         if key not in self._backends:
-            from yolokit.predict.backend import create_backend
+            from yolokit.backends import create_backend
 
             self._backends[key] = create_backend(self.model, device, half, engine)
         return self._backends[key]

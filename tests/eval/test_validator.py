@@ -197,8 +197,8 @@ def _pycocotools_map(predictions: list[dict], dataset_yaml: Path) -> float:
 @pytest.mark.slow
 def test_fixture_model_on_synthetic_shapes(tmp_path: Path) -> None:
     pytest.importorskip("pycocotools")
+    from yolokit.backends import TorchBackend
     from yolokit.data.synth import make_synthetic_dataset
-    from yolokit.predict.backend import TorchBackend
     from yolokit.weights import load_weights
 
     yaml = make_synthetic_dataset(tmp_path / "shapes", n_train=1, n_val=16, imgsz=320, seed=0)

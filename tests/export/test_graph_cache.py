@@ -11,10 +11,9 @@ import pytest
 import torch
 
 import yolokit.export.graph_cache as graph_cache
+from yolokit.backends import OnnxRuntimeBackend, TorchBackend, create_backend
 from yolokit.export.onnx import prepare_for_export
-from yolokit.export.runtime import OnnxRuntimeBackend
 from yolokit.model import YOLO
-from yolokit.predict.backend import TorchBackend, create_backend
 from yolokit.weights import load_weights
 
 pytest.importorskip("onnxruntime")
@@ -44,11 +43,11 @@ def test_auto_is_onnxruntime_on_cpu_fp32_and_torch_otherwise(cache, monkeypatch)
     assert isinstance(create_backend(model), OnnxRuntimeBackend)
     assert isinstance(create_backend(model, engine="channels_last"), TorchBackend)
     assert isinstance(create_backend(model, half=True), TorchBackend)  # ONNX Runtime runs fp32 only
-    monkeypatch.setattr("yolokit.predict.backend.AUTO_ONNXRUNTIME_MAX_PARAMS", 10_000)  # m/l/x-sized for the test
+    monkeypatch.setattr("yolokit.backends.factory.AUTO_ONNXRUNTIME_MAX_PARAMS", 10_000)  # m/l/x-sized for the test
     assert isinstance(create_backend(model), TorchBackend)
     assert isinstance(create_backend(model, engine="onnxruntime"), OnnxRuntimeBackend)  # asked for: always
     monkeypatch.undo()
-    monkeypatch.setattr("yolokit.predict.backend._onnxruntime_installed", lambda: False)
+    monkeypatch.setattr("yolokit.backends.factory._onnxruntime_installed", lambda: False)
     backend = create_backend(model)
     assert isinstance(backend, TorchBackend) and backend.engine == "channels_last"
 

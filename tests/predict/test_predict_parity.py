@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolokit.backends import TorchBackend
 from yolokit.config import PredictConfig
 from yolokit.ops.boxes import box_iou
-from yolokit.predict.backend import TorchBackend
 from yolokit.predict.predictor import Predictor
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -1,2 +1,3 @@
-"""Export and alternative runtimes: ONNX export (:mod:`yolokit.export.onnx`) and the ONNX Runtime inference backend
-(:mod:`yolokit.export.runtime`). Nothing heavy is imported here; ``onnx`` and ``onnxruntime`` load on first use."""
+"""Export: ONNX export (:mod:`yolokit.export.onnx`) and the on-disk cache of exported graphs
+(:mod:`yolokit.export.graph_cache`). The ONNX Runtime backend lives in :mod:`yolokit.backends` (which imports export,
+never the reverse). Nothing heavy is imported here; ``onnx`` loads on first use."""

@@ -1,20 +1,18 @@
-"""Inference: letterbox preprocessing, backends, the predict loop, results and drawing.
+"""Inference: letterbox preprocessing, the predict loop, results and drawing (backends: :mod:`yolokit.backends`).
 
 Public names are imported lazily (``from yolokit.predict import Predictor`` works; ``import yolokit.predict`` alone
-loads nothing heavy): ``Predictor``, ``TorchBackend``, ``Results``, ``Boxes``, ``letterbox``, ``preprocess``,
-``check_imgsz``, ``draw_boxes``, ``colors``.
+loads nothing heavy): ``Predictor``, ``Results``, ``Boxes``, ``letterbox``, ``preprocess``, ``check_imgsz``,
+``draw_boxes``, ``colors``.
 """
 
 from __future__ import annotations
 
 from yolokit.utils.lazy import lazy_getattr
 
-__all__ = ["Predictor", "TorchBackend", "Results", "Boxes", "letterbox", "preprocess", "check_imgsz", "draw_boxes",
-           "colors"]
+__all__ = ["Predictor", "Results", "Boxes", "letterbox", "preprocess", "check_imgsz", "draw_boxes", "colors"]
 
 _LAZY = {
     "Predictor": "yolokit.predict.predictor",
-    "TorchBackend": "yolokit.predict.backend",
     "Results": "yolokit.predict.results",
     "Boxes": "yolokit.predict.results",
     "letterbox": "yolokit.predict.preprocess",

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from yolokit.backends import TorchBackend
 from yolokit.config import PredictConfig
 from yolokit.errors import ConfigError
 from yolokit.models.builder import build_model
 from yolokit.models.spec import load_spec
-from yolokit.predict.backend import TorchBackend
 from yolokit.predict.predictor import Predictor
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

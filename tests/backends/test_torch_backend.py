@@ -1,4 +1,4 @@
-"""TorchBackend: prepares a private fused copy, exposes the backend surface, and sets threads once."""
+"""TorchBackend: prepares a private fused copy and exposes the Backend surface (threads: test_backend_threads.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import yolokit.predict.backend as backend_module
+from yolokit.backends import Backend, TorchBackend
 from yolokit.errors import ConfigError
 from yolokit.models.builder import build_model
 from yolokit.models.spec import load_spec
-from yolokit.predict.backend import TorchBackend, configure_threads, physical_cores
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
@@ -36,6 +35,8 @@ def test_backend_matches_model_and_leaves_it_untouched():
     assert torch.allclose(got, expected, atol=1e-4)
     assert backend.stride == 32 and backend.dynamic and not backend.end2end
     assert backend.names == model.names
+    assert isinstance(backend, Backend) and backend.engine == "channels_last" and backend.device.type == "cpu"
+    assert backend.metadata == {} and not backend.nms_free  # built from a spec: no weights metadata
     with pytest.raises(ConfigError, match="one-to-one"):
         backend.set_nms_free(True)
     with pytest.raises(ValueError, match="multiples of 32"):
@@ -50,6 +51,7 @@ def test_backend_nms_free_switch_for_yolo26():
     x = torch.rand(1, 3, 64, 64)
     assert backend(x).shape == (1, 4 + 3, 84)
     backend.set_nms_free(True)
+    assert backend.nms_free
     rows = backend(x)
     assert rows.shape == (1, 84, 6)  # top-k = min(300, 84 anchors)
     assert torch.all(rows[0, :-1, 4] >= rows[0, 1:, 4])  # sorted by score
@@ -62,24 +64,3 @@ def test_rejects_non_models_and_cpu_half(caplog):
         TorchBackend(torch.nn.Conv2d(3, 3, 1))
     backend = TorchBackend(tiny("yolov8"), half=True)
     assert backend.dtype == torch.float32 and "CUDA" in caplog.text
-
-
-def test_threads(monkeypatch):
-    assert physical_cores() >= 1
-    before = torch.get_num_threads()
-    try:
-        assert configure_threads(1) == 1
-        monkeypatch.setattr(backend_module, "_threads_configured", False)
-        monkeypatch.setenv("OMP_NUM_THREADS", "1")
-        torch.set_num_threads(1)
-        assert configure_threads() == 1  # the environment variable wins: nothing changed
-        assert backend_module._threads_configured is False
-        monkeypatch.delenv("OMP_NUM_THREADS")
-        monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
-        assert configure_threads() == physical_cores()
-        torch.set_num_threads(1)
-        assert configure_threads() == 1  # only once per process: a later user setting is kept
-        with pytest.raises(ConfigError):
-            configure_threads(0)
-    finally:
-        torch.set_num_threads(before)

@@ -1,27 +1,27 @@
-"""``OnnxRuntimeBackend``: an ONNX Runtime (CPU) inference backend with the ``TorchBackend`` surface.
+"""``OnnxRuntimeBackend``: an ONNX Runtime (CPU) inference backend with the :class:`~yolokit.backends.Backend` surface.
 
 ``backend(batch (B, 3, H, W) float in [0, 1]) -> Tensor`` (float32 ``(B, 4+nc, A)`` xywh + probabilities, or
-``(B, K, 6)`` rows with the YOLO26 NMS-free head) plus ``stride``, ``names``, ``dynamic``, ``end2end``,
-``set_nms_free(flag)`` and ``warmup(imgsz)``, so the predictor and the validator run it unchanged.
+``(B, K, 6)`` rows with the YOLO26 NMS-free head) plus ``stride``, ``names``, ``dynamic``, ``metadata``, ``end2end``,
+``nms_free``, ``set_nms_free(flag)`` and ``warmup(imgsz)``, so the predictor and the validator run it unchanged.
 
 Two ways to build one:
 
 - ``OnnxRuntimeBackend.from_model(model)``: exports the model (default head now; the YOLO26 NMS-free head only when
   ``set_nms_free(True)`` is first used), keeping the graph in the on-disk cache of
   :mod:`yolokit.export.graph_cache` so the next process skips the export. This is what ``YOLO(...).predict()``
-  runs on the CPU by default (``engine="auto"``) and with ``engine="onnxruntime"``.
+  runs on the CPU by default for small models (``engine="auto"``) and with ``engine="onnxruntime"``.
 - ``OnnxRuntimeBackend(source)``: an ``.onnx`` file (path or bytes) written by :func:`yolokit.export.onnx.
   export_onnx`; names, stride and head come from its ``metadata_props``. Such a file holds one head only.
 
-Threads: ``intra_op_num_threads`` = ``num_threads`` if given, else ``OMP_NUM_THREADS`` when set, else the physical
-cores (:func:`yolokit.predict.backend.physical_cores`); graph optimisation level ALL; ``CPUExecutionProvider``;
-workers spin during a run only (``session.force_spinning_stop``).
+Threads are a property of each session, never of the process: ``intra_op_num_threads`` = ``num_threads`` if given,
+else ``OMP_NUM_THREADS`` when set, else the physical cores (:func:`yolokit.utils.threads.resolve_threads`); one
+inter-op thread; graph optimisation level ALL; ``CPUExecutionProvider``; workers spin during a run only
+(``session.force_spinning_stop``). torch's thread count is not touched.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,26 +30,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolokit.backends.base import BackendBase, check_batch, check_nms_free
 from yolokit.errors import ConfigError, ExportError
 from yolokit.export.onnx import INPUT_NAME, decode_metadata, export_onnx, prepare_for_export, require
+from yolokit.utils.threads import resolve_threads
 
-__all__ = ["OnnxRuntimeBackend", "session_threads"]
+__all__ = ["OnnxRuntimeBackend"]
 
 logger = logging.getLogger(__name__)
 
-
-def session_threads(num_threads: int | None = None) -> int:
-    """Intra-op threads for a session: ``num_threads``, else ``OMP_NUM_THREADS`` when set, else physical cores."""
-    from yolokit.predict.backend import physical_cores
-
-    if num_threads is not None:
-        if int(num_threads) < 1:
-            raise ConfigError(f"num_threads must be >= 1, got {num_threads}: pass e.g. num_threads=4")
-        return int(num_threads)
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
-    return physical_cores()
+_REQUIRED_METADATA = ("names", "stride", "nms_free", "end2end", "imgsz", "dynamic", "max_det")
 
 
 def _session(model_bytes: bytes, threads: int) -> Any:
@@ -62,8 +52,7 @@ def _session(model_bytes: bytes, threads: int) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
     # Spin between the kernels of one run (low latency) but not after it: spinning workers left running steal the
-    # cores from the multi-threaded pre/post-processing (cv2, torch) that follows; measured at 640, batch 1,
-    # preprocess went from 14.7 to 2.3 ms and postprocess from 5.0 to 1.4 ms, inference unchanged.
+    # cores from the multi-threaded pre/post-processing (cv2, torch) that follows (see benchmarks/README.md).
     options.add_session_config_entry("session.force_spinning_stop", "1")
     try:
         return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
@@ -94,12 +83,12 @@ def _load_graph(model: Any, imgsz: int | Sequence[int], nms_free: bool, cache: b
     return session
 
 
-class OnnxRuntimeBackend:
+class OnnxRuntimeBackend(BackendBase):
     """ONNX Runtime CPU backend (see the module docstring).
 
     Args:
         source: an ONNX model as a file path or bytes, exported by ``export_onnx`` (its metadata is required).
-        num_threads: intra-op threads (default: ``OMP_NUM_THREADS`` when set, else physical cores).
+        num_threads: intra-op threads of the session (default: ``OMP_NUM_THREADS`` when set, else physical cores).
     """
 
     device = torch.device("cpu")
@@ -109,7 +98,7 @@ class OnnxRuntimeBackend:
 
     def __init__(self, source: str | Path | bytes, num_threads: int | None = None) -> None:
         data = source if isinstance(source, bytes) else self._read(Path(source))
-        self._setup(_session(data, session_threads(num_threads)))
+        self._setup(_session(data, resolve_threads(num_threads)))
 
     def _setup(self, session: Any) -> None:
         self.num_threads = int(session.get_session_options().intra_op_num_threads)
@@ -117,7 +106,7 @@ class OnnxRuntimeBackend:
         self._cache = False
         self._sessions: dict[bool, Any] = {}
         meta = decode_metadata(dict(session.get_modelmeta().custom_metadata_map))
-        for key in ("names", "stride", "nms_free", "end2end", "imgsz", "dynamic", "max_det"):
+        for key in _REQUIRED_METADATA:
             if key not in meta:
                 raise ExportError(f"ONNX model has no yolokit metadata '{key}' (not written by yolokit's "
                                   "export_onnx): re-export it with yolokit.export.onnx.export_onnx")
@@ -142,11 +131,12 @@ class OnnxRuntimeBackend:
         With ``cache=True`` the exported graph is kept on disk (:mod:`yolokit.export.graph_cache`), so the next
         process with the same weights skips the export; ``cache=False`` exports in memory only.
         """
+        threads = resolve_threads(num_threads)  # a bad value fails before the export
         require("onnxruntime")  # fail before spending a second on the export
         require("onnx")
         private = prepare_for_export(model, nms_free=False)
         backend = cls.__new__(cls)
-        backend._setup(_load_graph(private, imgsz, nms_free=False, cache=cache, threads=session_threads(num_threads)))
+        backend._setup(_load_graph(private, imgsz, nms_free=False, cache=cache, threads=threads))
         backend._model, backend._cache = private, cache
         return backend
 
@@ -176,9 +166,7 @@ class OnnxRuntimeBackend:
     def set_nms_free(self, flag: bool) -> None:
         """Select the YOLO26 one-to-one head (``(B, K, 6)`` output, no NMS) or the default one-to-many head."""
         flag = bool(flag)
-        if flag and not self.end2end:
-            raise ConfigError("nms=False (end-to-end, NMS-free) needs a YOLO26 model with a one-to-one head; "
-                              "this model has none: keep nms=True")
+        check_nms_free(flag, self.end2end)
         if flag not in self._sessions:
             if self._model is None:
                 held = "NMS-free end-to-end" if self.nms_free else "one-to-many (NMS)"
@@ -188,27 +176,15 @@ class OnnxRuntimeBackend:
                                                threads=self.num_threads, dynamic=self.dynamic)
         self.nms_free = flag
 
-    def _check(self, batch: torch.Tensor) -> None:
-        if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
-            raise ValueError(f"backend: expected a (B, 3, H, W) tensor, got {getattr(batch, 'shape', type(batch))}")
-        h, w = int(batch.shape[2]), int(batch.shape[3])
-        if h % self.stride or w % self.stride:
-            raise ValueError(f"backend: input sides must be multiples of {self.stride}, got {(h, w)}")
-        if not self.dynamic and [h, w] != list(self.metadata["imgsz"]):
-            raise ConfigError(f"this ONNX model takes a fixed {tuple(self.metadata['imgsz'])} input, got "
-                             f"{(h, w)}: pass that imgsz or export with dynamic=True")
-
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` float in [0, 1] -> float32 ``(B, 4+nc, A)`` xywh + probabilities, or ``(B, K, 6)``."""
-        self._check(batch)
+        h, w = check_batch(batch, self.stride)
+        if not self.dynamic and [h, w] != list(self.metadata["imgsz"]):
+            raise ConfigError(f"this ONNX model takes a fixed {tuple(self.metadata['imgsz'])} input, got "
+                              f"{(h, w)}: pass that imgsz or export with dynamic=True")
         array = np.ascontiguousarray(batch.detach().to("cpu", torch.float32).numpy())
         output = self.session.run(None, {INPUT_NAME: array})[0]
         return torch.from_numpy(np.asarray(output, dtype=np.float32))
-
-    def warmup(self, imgsz: int | Sequence[int] = 640, batch: int = 1) -> None:
-        """Run one forward pass on zeros (ONNX Runtime allocates its buffers and kernels on the first run)."""
-        h, w = (imgsz, imgsz) if isinstance(imgsz, int) else (imgsz[0], imgsz[-1])
-        self(torch.zeros(batch, 3, h, w))
 
     def __repr__(self) -> str:
         return (f"OnnxRuntimeBackend(threads={self.num_threads}, stride={self.stride}, dynamic={self.dynamic}, "

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from yolokit.backends import OnnxRuntimeBackend, TorchBackend
 from yolokit.errors import ConfigError, ExportError
 from yolokit.export.onnx import export_onnx
-from yolokit.export.runtime import OnnxRuntimeBackend, session_threads
 from yolokit.model import YOLO
-from yolokit.predict.backend import TorchBackend, physical_cores
+from yolokit.utils.threads import physical_cores, resolve_threads
 from yolokit.weights import load_weights
 
 pytest.importorskip("onnxruntime")
@@ -93,11 +93,11 @@ def test_foreign_or_missing_files_raise_export_errors(tmp_path):
 
 def test_thread_count_rules(monkeypatch, yolo26_backend):
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
-    assert session_threads() == 3 and session_threads(2) == 2
+    assert resolve_threads() == 3 and resolve_threads(2) == 2
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert session_threads() == physical_cores()
+    assert resolve_threads() == physical_cores()
     with pytest.raises(ConfigError, match="num_threads must be >= 1"):
-        session_threads(0)
+        resolve_threads(0)
     assert yolo26_backend.session.get_session_options().intra_op_num_threads == 1
 
 

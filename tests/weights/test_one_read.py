@@ -89,3 +89,17 @@ def test_inspecting_a_reference_pt_opens_it_once(counts: dict[str, list]) -> Non
     report = inspect_weights(REFERENCE)
     assert (len(counts["zip"]), len(counts["walks"]), counts["opens"].count(REFERENCE.resolve())) == (1, 1, 1)
     assert report["format"] == "ultralytics-pt" and report["tensors"] == 708 and report["error"] is None
+
+
+@pytest.mark.parametrize("protocol", [2, 4])  # 4 resolves STACK_GLOBAL operands on a second, symbolic walk
+def test_scan_pickle_finds_globals_and_the_marker(protocol: int) -> None:
+    import collections
+    import pickle
+
+    from yolokit.weights._foreign_pickle import scan_pickle
+
+    data = pickle.dumps({"yolokit_format": 1, "state": collections.OrderedDict(a=1)}, protocol=protocol)
+    scan = scan_pickle(data, "x.pt", marker="yolokit_format")
+    assert [ref.qualname for ref in scan.globals] == ["collections.OrderedDict"] and scan.has_marker
+    assert not scan_pickle(data, "x.pt", marker="other").has_marker
+    assert not scan_pickle(data, "x.pt").has_marker

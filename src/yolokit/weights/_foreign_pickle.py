@@ -10,6 +10,7 @@ anything.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import io
 import pickle
 import pickletools
@@ -186,29 +187,50 @@ def scan_pickle(data: bytes, path: str | Path, marker: str | None = None) -> Pic
     """One walk over the opcodes of ``data`` (``pickletools.genops``): the globals and whether ``marker`` occurs.
 
     ``GLOBAL``/``INST``/``EXT*`` name their global in the opcode. Only ``STACK_GLOBAL`` (protocol 4+) takes its
-    operands from the stack, so the symbolic stack is replayed over the collected opcodes only when one occurs
-    (torch archives use protocol 2: a single pass).
+    operands from the stack: at the first one the walk starts over with a symbolic stack (``_replay``), so a
+    protocol-2 pickle (what ``torch.save`` writes) is walked once and a protocol-4 one twice.
     """
-    ops: list[tuple[pickletools.OpcodeInfo, Any]] = []
-    found: dict[tuple[str, str], GlobalRef] = {}
-    has_marker = stack_global = False
     try:
-        for op, arg, _pos in pickletools.genops(data):
-            ops.append((op, arg))
-            name = op.name
-            if name in ("GLOBAL", "INST"):
-                _note(found, *str(arg).split(" ", 1))
-            elif name.startswith("EXT"):
-                _note(found, "copyreg extension code", str(arg))
-            elif name == "STACK_GLOBAL":
-                stack_global = True
-            elif marker is not None and name in _STRING_OPS and arg == marker:
-                has_marker = True
-        if stack_global:
-            found = _replay(ops)
+        scan = _walk(data, marker)
+        return scan if scan is not None else _replay(data, marker)
     except (ValueError, IndexError, KeyError, TypeError) as exc:
         raise WeightsError(f"{path}: malformed checkpoint pickle ({exc}); {_REDO}") from exc
+
+
+def _walk(data: bytes, marker: str | None) -> PickleScan | None:
+    """The fast walk (no stack); None at the first ``STACK_GLOBAL``."""
+    found: dict[tuple[str, str], GlobalRef] = {}
+    has_marker = False
+    kind = _op_kinds().get
+    for op, arg, _pos in pickletools.genops(data):
+        what = kind(op.code)
+        if what is None:
+            continue
+        if what == "global":
+            _note(found, *str(arg).split(" ", 1))
+        elif what == "ext":
+            _note(found, "copyreg extension code", str(arg))
+        elif what == "stack_global":
+            return None
+        elif marker is not None and arg == marker:
+            has_marker = True
     return PickleScan(list(found.values()), has_marker)
+
+
+@functools.lru_cache(maxsize=1)
+def _op_kinds() -> dict[str, str]:
+    """Opcode byte -> ``"global"`` / ``"ext"`` / ``"stack_global"`` / ``"string"`` for the opcodes the scan reads."""
+    kinds = {}
+    for op in pickletools.opcodes:
+        if op.name in ("GLOBAL", "INST"):
+            kinds[op.code] = "global"
+        elif op.name.startswith("EXT"):
+            kinds[op.code] = "ext"
+        elif op.name == "STACK_GLOBAL":
+            kinds[op.code] = "stack_global"
+        elif op.name in _STRING_OPS:
+            kinds[op.code] = "string"
+    return kinds
 
 
 def _note(found: dict[tuple[str, str], GlobalRef], module: Any, name: Any) -> None:
@@ -216,12 +238,13 @@ def _note(found: dict[tuple[str, str], GlobalRef], module: Any, name: Any) -> No
     found.setdefault((module, name), GlobalRef(module, name, is_allowed(module, name) and module != "?"))
 
 
-def _replay(ops: list[tuple[pickletools.OpcodeInfo, Any]]) -> dict[tuple[str, str], GlobalRef]:
+def _replay(data: bytes, marker: str | None) -> PickleScan:
     """Every global in first-use order, resolving ``STACK_GLOBAL`` operands with a symbolic stack."""
     stack: list[Any] = []
     memo: dict[Any, Any] = {}
     found: dict[tuple[str, str], GlobalRef] = {}
-    for op, arg in ops:
+    has_marker = False
+    for op, arg, _pos in pickletools.genops(data):
         if op.name in ("GLOBAL", "INST"):
             _note(found, *str(arg).split(" ", 1))
         elif op.name == "STACK_GLOBAL":
@@ -229,8 +252,10 @@ def _replay(ops: list[tuple[pickletools.OpcodeInfo, Any]]) -> dict[tuple[str, st
             _note(found, module, name)
         elif op.name.startswith("EXT"):
             _note(found, "copyreg extension code", str(arg))
+        elif marker is not None and op.name in _STRING_OPS and arg == marker:
+            has_marker = True
         _simulate(op, arg, stack, memo)
-    return found
+    return PickleScan(list(found.values()), has_marker)
 
 
 def _simulate(op: pickletools.OpcodeInfo, arg: Any, stack: list[Any], memo: dict[Any, Any]) -> None:

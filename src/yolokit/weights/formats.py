@@ -15,7 +15,8 @@ Detection (never by file name):
   without executing anything (``_foreign_pickle.scan_pickle``): ``ultralytics`` globals -> ``ultralytics-pt``;
   only torch's tensor-rebuild globals and ``OrderedDict`` plus yolokit's ``yolokit_format`` key -> ``yolokit-pt``;
   any other global -> ``UnsafeWeightsError``; neither -> ``WeightsError`` (a plain torch pickle). The readers
-  reuse that walk and the open archive, so loading a file walks its pickle's globals once.
+  reuse that walk and the open archive, so loading a file walks its pickle once (a protocol-4 pickle, which
+  torch.save does not write by default, twice).
 
 Anything else is a one-line ``WeightsError`` listing the supported formats.
 """

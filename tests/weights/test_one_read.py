@@ -68,6 +68,15 @@ def test_reading_a_reference_pt_opens_it_once(counts: dict[str, list], family: s
     assert weights.sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == weights.metadata["parent_sha256"]
 
 
+@pytest.mark.skipif(not os.environ.get("YOLOKIT_REFERENCE_FULL"), reason="set YOLOKIT_REFERENCE_FULL to the "
+                    "folder of the official n-scale fixtures")  # fmt: skip
+def test_reading_a_full_size_reference_pt_opens_it_once(counts: dict[str, list]) -> None:
+    path = Path(os.environ["YOLOKIT_REFERENCE_FULL"]) / "yolo26n-random.pt"
+    weights = read_weights(path)
+    assert (len(counts["zip"]), len(counts["walks"]), counts["opens"].count(path.resolve())) == (1, 1, 1)
+    assert weights.format == "ultralytics-pt" and len(weights.metadata["names"]) == 80
+
+
 @pytest.fixture(scope="module")
 def native_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     model = load_weights(FIXTURES / "yolov8-tiny-shapes.pt")

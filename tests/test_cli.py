@@ -106,7 +106,7 @@ def test_settings_that_need_the_model_fail_before_it_runs(monkeypatch, capsys):
     (["segment", "predict", f"model={SHAPES}"], "unknown task 'segment': yolokit knows detect"),
     (["detcet", "predict", f"model={SHAPES}"], "unknown task 'detcet': yolokit knows detect"),
     (["predict", "task=pose", f"model={SHAPES}", "source=x.jpg"], "unknown task 'pose': yolokit knows detect"),
-    (["classify"], "unknown task 'classify': yolokit knows detect"),
+    (["classify"], "'yolokit classify' needs a mode"),
     (["detect"], "'yolokit detect' needs a mode"),
     (["detect", "inspect", "x.pt"], "mode 'inspect' takes no task"),
     (["track", f"model={SHAPES}"], "tracking is not supported by yolokit"),

@@ -189,7 +189,7 @@ def test_task_comes_from_the_loaded_source(shapes):
     assert shapes.task == "detect" and shapes.task_spec is tasks.get_task("detect")
     assert shapes.metadata["task"] == "detect" == shapes.model.task
     assert YOLO(SHAPES, task="detect").task == "detect"
-    with pytest.raises(ConfigError, match="^unknown task 'segment': yolokit knows detect$"):
+    with pytest.raises(ConfigError, match="^unknown task 'segment': yolokit knows detect, classify$"):
         YOLO(SHAPES, task="segment")
     with pytest.raises(ConfigError, match="does not say its task"):
         YOLO(torch.nn.Linear(2, 2))

@@ -19,8 +19,9 @@ def _spec(name="toy", heads=("ToyHead",), **roles):
                                                 for role in ROLES})
 
 
-def test_only_detect_is_registered():
-    assert task_names() == ("detect",)
+def test_detect_and_classify_are_registered():
+    assert task_names() == ("detect", "classify")
+    assert task_for_head("Classify") is get_task("classify")
     assert task_for_head("Detect") is get_task("detect") and task_for_head("nn.Detect").name == "detect"
 
 
@@ -43,7 +44,7 @@ def test_duplicates_are_refused_and_unknown_names_list_the_known_ones():
 def test_the_package_table_refuses_a_second_detect():
     with pytest.raises(ConfigError, match="task 'detect' is already registered"):
         tasks.register_task(_spec("detect", heads=("Detect2",)))
-    assert task_names() == ("detect",)
+    assert task_names() == ("detect", "classify")
 
 
 def test_references_resolve_lazily_with_one_line_errors():

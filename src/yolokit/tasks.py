@@ -165,3 +165,18 @@ register_task(TaskSpec(
     train_config="yolokit.train.config:TrainConfig",
     description="object detection: boxes with a class and a score",
 ))
+
+register_task(TaskSpec(
+    name="classify",
+    heads=("Classify",),
+    build_model="yolokit.models.classifier:build_classifier",
+    predictor="yolokit.predict.classify:ClassifyPredictor",
+    validator="yolokit.eval.classify:validate_classifier",
+    trainer="yolokit.train.api:train",
+    results="yolokit.predict.classify_results:ClassifyResults",
+    metrics="yolokit.eval.classify_metrics:ClassifyMetrics",
+    predict_config="yolokit.config:PredictConfig",
+    val_config="yolokit.config:ValConfig",
+    train_config="yolokit.train.config:TrainConfig",
+    description="image classification: one class distribution per image",
+))

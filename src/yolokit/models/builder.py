@@ -18,7 +18,7 @@ from torch import nn
 from yolokit.errors import SpecError
 from yolokit.models.detector import DetectionModel
 from yolokit.models.spec import canonical_module_name, load_spec, spec_rows
-from yolokit.nn import C2PSA, SPPF, Bottleneck, C2f, C3k, C3k2, Concat, Conv, Detect, DWConv
+from yolokit.nn import C2PSA, SPPF, Bottleneck, C2f, C3k, C3k2, Classify, Concat, Conv, Detect, DWConv
 
 __all__ = ["LAYER_TYPES", "build_model", "build_layers"]
 
@@ -95,6 +95,11 @@ def _detect(ch: list[int], args: list[Any], n: int, ctx: BuildContext) -> tuple[
     return Detect(nc, ctx.reg_max, ctx.end2end, list(ch), legacy=ctx.legacy), 4 * ctx.reg_max + nc
 
 
+def _classify(ch: list[int], args: list[Any], n: int, ctx: BuildContext) -> tuple[nn.Module, int]:
+    nc = args[0] if args else ctx.nc  # the class count is never width-scaled
+    return Classify(sum(ch), nc, *args[1:]), nc
+
+
 #: Module name in a spec row -> factory. Keys equal :data:`yolokit.models.spec.KNOWN_MODULES`.
 LAYER_TYPES: dict[str, LayerFactory] = {
     "Conv": _plain(Conv),
@@ -108,6 +113,7 @@ LAYER_TYPES: dict[str, LayerFactory] = {
     "Concat": _concat,
     "Upsample": _upsample,
     "Detect": _detect,
+    "Classify": _classify,
 }
 
 

@@ -54,7 +54,7 @@ def _flop_hooks(model: nn.Module, total: list[float]) -> Iterator[None]:
 def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
     """GFLOPs of one forward pass on a ``(1, C, H, W)`` image (``imgsz`` int or ``(H, W)``).
 
-    ``model`` is a :class:`~yolokit.models.detector.DetectionModel`; its mode and BN statistics are unchanged.
+    ``model`` is a ``DetectionModel`` or a ``ClassificationModel``; its mode and BN statistics are unchanged.
     """
     height, width = (imgsz, imgsz) if isinstance(imgsz, int) else (int(imgsz[0]), int(imgsz[1]))
     proxy = int(max(model.stride.max().item(), 32))
@@ -67,9 +67,12 @@ def count_gflops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> float:
         with torch.no_grad(), _flop_hooks(model, total):
             feats = model.head_inputs(x)
             head = model.head
-            head.decode(head.forward_raw(feats))
-            if head.end2end:
-                head.decode(head.forward_raw(feats, one2one=True))
+            if not hasattr(head, "decode"):  # a classification head: one pass
+                head(feats)
+            else:
+                head.decode(head.forward_raw(feats))
+                if head.end2end:
+                    head.decode(head.forward_raw(feats, one2one=True))
     finally:
         model.train(was_training)
     return total[0] * (height * width) / (proxy * proxy) / 1e9

@@ -3,7 +3,7 @@
 Fixtures (import them into a test module): ``files`` (the tiny files, made once per session) and ``reg`` (an empty
 registry in ``tmp_path``). Run as a script it is the child process of the concurrency and crash tests:
 
-    python registry_helpers.py register REGISTRY NAME FILE...      # registers each FILE as NAME (prints refs)
+    python registry_helpers.py register GO REGISTRY NAME FILE...   # says GO.ready.PID, waits for GO, registers
     python registry_helpers.py crash REGISTRY NAME FILE MARKER      # stops after storing the blob (to be killed)
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -99,18 +100,24 @@ def quantize_int8(fp32_onnx: Path, out: Path) -> Path:
     return out
 
 
-def distinct_files(folder: Path, count: int, start: int = 0) -> list[Path]:
-    """``count`` valid weights files with different bytes (one tensor nudged each), cheap to make."""
-    import torch
+def distinct_files(folder: Path, count: int) -> list[Path]:
+    """``count`` valid safetensors weights files with different bytes: one saved file, copied with the first value
+    of ``model.0.bn.bias`` set to 0, 1, 2... (patched in place in the tensor data; the header is unchanged)."""
+    import json
+    import struct
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = tiny_model()
-    bias = model.state_dict()["model.0.conv.bn.bias"]
+    base = save(tiny_model(), folder / "base.safetensors").read_bytes()
+    header_len = struct.unpack("<Q", base[:8])[0]
+    begin, _ = json.loads(base[8:8 + header_len])["model.0.bn.bias"]["data_offsets"]
+    offset = 8 + header_len + begin
     paths = []
-    for i in range(start, start + count):
-        with torch.no_grad():
-            bias.fill_(float(i))
-        paths.append(save(model, folder / f"w{i}.safetensors"))
+    for i in range(count):
+        data = bytearray(base)
+        data[offset:offset + 4] = struct.pack("<f", float(i))
+        path = folder / f"w{i}.safetensors"
+        path.write_bytes(bytes(data))
+        paths.append(path)
     return paths
 
 
@@ -158,9 +165,15 @@ def reg(tmp_path):
     return Registry(tmp_path / "registry")
 
 
-def _child_register(registry: str, name: str, files: list[str]) -> None:
+def _child_register(go: str, registry: str, name: str, files: list[str]) -> None:
     from yolokit.registry import Registry
+    from yolokit.weights import read_weights
 
+    read_weights(files[0])  # imports done before the start signal, so the children's registrations overlap
+    Path(f"{go}.ready.{os.getpid()}").touch()
+    deadline = time.monotonic() + 60
+    while not Path(go).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     reg = Registry(registry)
     for file in files:
         print(reg.register(name, file).ref, flush=True)
@@ -182,7 +195,7 @@ def _child_crash(registry: str, name: str, file: str, marker: str) -> None:
 if __name__ == "__main__":
     command, *args = sys.argv[1:]
     if command == "register":
-        _child_register(args[0], args[1], args[2:])
+        _child_register(args[0], args[1], args[2], args[3:])
     elif command == "crash":
         _child_crash(*args)
     else:

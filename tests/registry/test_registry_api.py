@@ -191,10 +191,10 @@ def test_pull_verifies_and_writes_atomically(reg, files, tmp_path):  # noqa: F81
 def test_readers_on_an_empty_registry_create_nothing(tmp_path):
     from yolokit.registry import Registry
 
-    reg = Registry(tmp_path / "nothing")
-    assert reg.list() == []
-    for call in (lambda: reg.resolve("demo"), lambda: reg.history("demo"), lambda: reg.audit("demo")):
+    empty = Registry(tmp_path / "nothing")
+    assert empty.list() == []
+    for call in (lambda: empty.resolve("demo"), lambda: empty.history("demo"), lambda: empty.audit("demo")):
         with pytest.raises(RegistryError, match="registry .* is empty"):
             call()
-    assert reg.gc().removed == []
+    assert empty.gc().removed == []
     assert not (tmp_path / "nothing").exists()

@@ -288,3 +288,38 @@ def test_bad_arguments_are_rejected(synth_yaml):
             build_dataloader(dataset, **{"batch": 2, "workers": 0, **kwargs}, shuffle=True, seed=0)
     with pytest.raises(DatasetError):
         TrainDataset(synth_yaml, "test", 64, True, progress=False)
+
+
+def test_cached_images_give_the_same_batches(synth_yaml, tmp_path, caplog):
+    assert_same_batches(epoch_batches(loader_for(synth_yaml), 1),
+                        epoch_batches(loader_for(synth_yaml, cache_images=True), 1))
+    cached = TrainDataset(synth_yaml, "val", 64, False, cache_images=True, progress=False)
+    plain = TrainDataset(synth_yaml, "val", 64, False, progress=False)
+    assert torch.equal(cached[1]["img"], plain[1]["img"]) and cached[1]["ratio_pad"] == plain[1]["ratio_pad"]
+    yaml_path = copy_dataset(synth_yaml, tmp_path)
+    bad = tmp_path / "ds" / "images" / "train" / "00005.png"
+    truncated_png(bad)
+    with caplog.at_level(logging.WARNING):
+        dataset = TrainDataset(yaml_path, "train", 64, True, STILL, cache=False, cache_images=True, progress=False)
+    assert any(str(bad) in record.getMessage() for record in caplog.records)
+    index = dataset.im_files.index(str(bad))
+    assert dataset[index]["im_file"] == dataset.im_files[index + 1]
+
+
+@pytest.mark.slow
+def test_dataloader_benchmark_writes_a_table_and_json(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "dataloader.json"
+    command = [sys.executable, str(root / "benchmarks" / "dataloader.py"), "--images", "8", "--imgsz", "64",
+               "--batch", "4", "--workers", "0", "--epochs", "1", "--warmup", "0", "--cache-images", "off", "on",
+               "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["cache_images"] for r in rows] == [False, True] and all(r["images"] == 8 for r in rows)
+    assert all(r["best_img_per_s"] > 0 and r["cpu_ms_per_img"] > 0 for r in rows)
+    assert any(line.split()[:3] == ["imgsz", "batch", "workers"] for line in done.stdout.splitlines())

@@ -34,6 +34,8 @@ __all__ = ["Sample", "TrainAugmentConfig", "TrainTransform", "affine_matrix", "a
            "flip_lr", "flip_ud", "letterbox_sample", "mixup", "mosaic4", "random_affine", "warp_boxes"]
 
 PAD_VALUE = 114
+_TO_EDGES = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])  # pixel-centre -> pixel-edge coordinates
+_TO_CENTRES = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
 _PROBABILITIES = ("mosaic", "mixup", "flipud", "fliplr", "hsv_h", "hsv_s", "hsv_v")
 
 
@@ -232,8 +234,7 @@ def random_affine(sample: Sample, rng: np.random.Generator, cfg: TrainAugmentCon
     matrix, scale = affine_matrix(rng, sample.image.shape[:2], out_hw, cfg)
     image = sample.image
     if image.shape[:2] != tuple(out_hw) or not np.allclose(matrix, np.eye(3), atol=1e-12):
-        half = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-        centres = np.linalg.inv(half) @ matrix @ half
+        centres = _TO_CENTRES @ matrix @ _TO_EDGES
         size, border = (int(out_hw[1]), int(out_hw[0])), (PAD_VALUE,) * 3
         if cfg.perspective:
             image = cv2.warpPerspective(image, centres, size, flags=cv2.INTER_LINEAR, borderValue=border)

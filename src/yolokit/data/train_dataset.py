@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,14 @@ def rect_batch_shapes(shapes_hw: np.ndarray, imgsz: int, stride: int, batch_size
 def collate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Samples -> the batch dict: ``img`` (B, 3, H, W) uint8; ``cls`` (N, 1), ``bboxes`` (N, 4), ``batch_idx`` (N,)
     float32 over all boxes; ``im_file``, ``ori_shape``, ``resized_shape`` (and ``ratio_pad``) lists of length B."""
+    # numpy copies: torch's stack/cat run on its intra-op thread pool, which costs more than the copy itself when
+    # the main process loads the data (workers=0) on a busy machine
+    counts = [len(s["cls"]) for s in samples]
     batch: dict[str, Any] = {
-        "img": torch.stack([s["img"] for s in samples]),
-        "cls": torch.cat([s["cls"] for s in samples]),
-        "bboxes": torch.cat([s["bboxes"] for s in samples]),
-        "batch_idx": torch.cat([torch.full((len(s["cls"]),), float(i)) for i, s in enumerate(samples)]),
+        "img": torch.from_numpy(np.stack([s["img"].numpy() for s in samples])),
+        "cls": torch.from_numpy(np.concatenate([s["cls"].numpy() for s in samples]).reshape(-1, 1)),
+        "bboxes": torch.from_numpy(np.concatenate([s["bboxes"].numpy() for s in samples]).reshape(-1, 4)),
+        "batch_idx": torch.from_numpy(np.repeat(np.arange(len(samples), dtype=np.float32), counts)),
     }
     for key in ("im_file", "ori_shape", "resized_shape", "ratio_pad"):
         if key in samples[0]:
@@ -88,6 +92,8 @@ class TrainDataset(torch.utils.data.Dataset):
         cache: read/write the label cache (``labels/<split>.cache``).
         batch_size: batch size of the rect batches.
         seed: the augmentation seed (the loader sets it: ``build_dataloader(..., seed=)``).
+        cache_images: decode and resize every image once, here, and keep them in RAM (read-only arrays that forked
+            loader workers share): no JPEG decoding during training, at ``~3 * imgsz^2`` bytes per image.
         progress: show the label-scan progress bar.
 
     Unreadable label rows/files and images whose header cannot be read are reported by the scan and skipped. An image
@@ -97,7 +103,8 @@ class TrainDataset(torch.utils.data.Dataset):
 
     def __init__(self, data: DataConfig | str | Path, split: str, imgsz: int = 640, augment: bool = True,
                  hyp: Mapping[str, Any] | Any | None = None, rect: bool = False, stride: int = 32,
-                 cache: bool = True, *, batch_size: int = 16, seed: int = 0, progress: bool = True) -> None:
+                 cache: bool = True, *, batch_size: int = 16, seed: int = 0, cache_images: bool = False,
+                 progress: bool = True) -> None:
         _check_sizes(imgsz, stride, batch_size)
         data = data if isinstance(data, DataConfig) else load_data_config(data)
         base = DetectionDataset(data, split, cache=cache, progress=progress)
@@ -117,6 +124,9 @@ class TrainDataset(torch.utils.data.Dataset):
             self.batch_shapes = rect_batch_shapes(shapes[order], self.imgsz, self.stride, self.batch_size,
                                                   pad=0.0 if self.augment else 0.5)
         self._unreadable: set[int] = set()
+        self._cache: list[tuple[np.ndarray, tuple[int, int]] | None] | None = None
+        if cache_images:
+            self._fill_cache(progress)
         self._decode(0)  # fails now, before any epoch, when no image decodes
 
     # ------------------------------------------------------------------------------------------- state
@@ -143,20 +153,50 @@ class TrainDataset(torch.utils.data.Dataset):
         return len(self.labels)
 
     # ------------------------------------------------------------------------------------------ loading
-    def _decode(self, index: int) -> tuple[np.ndarray, int]:
-        """``(image BGR, index used)``: image ``index``, or the next one that decodes (warning naming the file)."""
+    def _read(self, index: int) -> tuple[np.ndarray, tuple[int, int]] | SourceError:
+        """Image ``index`` resized (:meth:`_resize`) with its original ``(h0, w0)``, or the decoding error."""
         from yolokit.data.sources import read_image
 
+        try:
+            image = read_image(self.labels[index].im_file)
+        except SourceError as error:
+            return error
+        return self._resize(image), (int(image.shape[0]), int(image.shape[1]))
+
+    def _fill_cache(self, progress: bool) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from yolokit.utils.progress import progress as progress_bar
+
+        count, workers = len(self.labels), max(1, min(8, os.cpu_count() or 1))
+        with ThreadPoolExecutor(max_workers=workers) as pool:  # OpenCV decodes without the GIL
+            results = list(progress_bar(pool.map(self._read, range(count)), desc=f"Caching {self.split} images",
+                                        total=count, enabled=progress, unit="img"))
+        self._cache = []
+        for index, result in enumerate(results):
+            if isinstance(result, SourceError):
+                self._unreadable.add(index)
+                logger.warning(f"{result}; another image will be used in its place")
+                self._cache.append(None)
+            else:
+                result[0].flags.writeable = False  # shared with the workers: never modified in place
+                self._cache.append(result)
+        size = sum(item[0].nbytes for item in self._cache if item is not None)
+        logger.info(f"Cached {count - len(self._unreadable)} {self.split} images in RAM ({size / 2**20:.0f} MiB)")
+
+    def _decode(self, index: int) -> tuple[np.ndarray, tuple[int, int], int]:
+        """``(resized image BGR, original (h0, w0), index used)`` of image ``index``, or of the next one that
+        decodes (``index + 1``, ...) with a warning naming the unreadable file."""
         count = len(self.labels)
         for step in range(count):
             used = (index + step) % count
             if used in self._unreadable:
                 continue
-            try:
-                return read_image(self.labels[used].im_file), used
-            except SourceError as error:
-                self._unreadable.add(used)
-                logger.warning(f"{error}; using another image in its place (training goes on)")
+            result = self._cache[used] if self._cache is not None else self._read(used)
+            if not isinstance(result, SourceError):
+                return result[0], result[1], used
+            self._unreadable.add(used)
+            logger.warning(f"{result}; using another image in its place (training goes on)")
         raise DatasetError(f"none of the {count} images of split {self.split!r} of "
                            f"{self.data.yaml_path or self.data.root} can be decoded; fix or replace the images")
 
@@ -176,9 +216,7 @@ class TrainDataset(torch.utils.data.Dataset):
     def load(self, index: int) -> tuple[Sample, int, tuple[int, int]]:
         """Image ``index`` resized to ``imgsz`` on its long side with boxes in its pixels ->
         ``(sample, index actually used, original (h0, w0))``."""
-        image, used = self._decode(index)
-        ori_hw = (int(image.shape[0]), int(image.shape[1]))
-        image = self._resize(image)
+        image, ori_hw, used = self._decode(index)
         h, w = image.shape[:2]
         item = self.labels[used]
         centre, size = item.bboxes[:, :2], item.bboxes[:, 2:]

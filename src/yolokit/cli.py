@@ -9,6 +9,7 @@
     yolokit convert IN OUT [--half]
     yolokit data synth OUT --train N --val M --imgsz S --seed K
     yolokit demo [out=demo_out] [weights=FILE]
+    yolokit registry register|alias|unalias|list|show|history|lineage|audit|diff|pull|delete|gc ...
 
 ``TASK`` (``detect``; see ``yolokit.tasks``) may precede a model mode (``yolokit detect predict ...``): the model must
 be of that task. A ``YolokitError`` prints one line on stderr and exits with status 2; other exceptions keep their
@@ -199,7 +200,7 @@ def cmd_val(rest: list[str]) -> int:
 
 
 def cmd_export(rest: list[str]) -> int:
-    model, task, values = _model_settings(rest, "export")
+    model, task, values = _model_settings(rest, "export", extra=("register", "registry"))
     path = _load(model, task).export(**values)
     print(f"Exported {model} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
@@ -258,6 +259,12 @@ def cmd_demo(rest: list[str]) -> int:
     return 0
 
 
+def cmd_registry(rest: list[str]) -> int:
+    from yolokit.registry.cli import run
+
+    return run(rest)
+
+
 def _parse(parser: argparse.ArgumentParser, rest: list[str]) -> Any:
     """argparse, but a usage error is a one-line ConfigError instead of a SystemExit."""
     parser.exit_on_error = False
@@ -281,6 +288,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "convert": cmd_convert,
     "data": cmd_data,
     "demo": cmd_demo,
+    "registry": cmd_registry,
 }
 
 

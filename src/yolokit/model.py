@@ -59,6 +59,7 @@ class YOLO:
         self.ckpt_path: Path | None = None
         self.metadata: dict[str, Any] = {}
         self.runtime: Any = None  # an OnnxRuntimeBackend when loaded from an .onnx file
+        self.registry_version: Any = None  # the yolokit.registry Version when loaded from registry://
         self._backends: dict[tuple[Any, ...], Any] = {}
         if task is not None:
             get_task(task)  # an unknown name fails before anything is read
@@ -76,6 +77,8 @@ class YOLO:
             return source
         if not isinstance(source, (str, Path)):
             raise ConfigError(f"YOLO() expects a spec name, a file path or a DetectionModel, found {type(source)}")
+        if isinstance(source, str) and source.startswith("registry://"):
+            return self._load_registry(source, task)
         path = self._resolve_weights(source)
         if path is not None:
             from yolokit.weights import detect_format, load_weights
@@ -100,6 +103,24 @@ class YOLO:
         model = self._task.load("build_model")(spec, num_classes=num_classes)
         model.metadata = {}
         return model
+
+    def _load_registry(self, uri: str, task: str | None) -> DetectionModel | None:
+        """``registry://NAME:N`` / ``NAME@ALIAS`` / ``NAME``: the version's file, its sha256 checked on this load."""
+        from yolokit.registry import load_uri
+
+        loaded = load_uri(uri)
+        self.registry_version, self.ckpt_path = loaded.version, loaded.path
+        if loaded.onnx_bytes is not None:
+            from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+            self.runtime = OnnxRuntimeBackend(loaded.onnx_bytes)
+            self.metadata = dict(self.runtime.metadata)
+            self._task = _pick_task(self.metadata.get("task"), task, loaded.version.ref)
+            return None
+        self.metadata = dict(getattr(loaded.model, "metadata", {}) or {})
+        self._task = _pick_task(self.metadata.get("task") or getattr(loaded.model, "task", None), task,
+                                loaded.version.ref)
+        return loaded.model
 
     @staticmethod
     def _resolve_weights(source: str | Path) -> Path | None:
@@ -218,9 +239,22 @@ class YOLO:
 
         Settings are those of ``ExportConfig`` (``file``, ``imgsz``, ``dynamic``, ``nms``, ``half``, ``opset``).
         The default file is the weights' path with the new suffix (in the working directory for downloaded weights,
-        ``./<model name>.<ext>`` for a model built from a spec). The ONNX file carries names, stride and head in
-        its metadata: ``YOLO("x.onnx")`` predicts with it.
+        ``./<model name>.<ext>`` for a model built from a spec, ``./NAME-vN.<ext>`` for a ``registry://`` model). The
+        ONNX file carries names, stride and head in its metadata: ``YOLO("x.onnx")`` predicts with it.
+        ``register="NAME"`` (and optionally ``registry=PATH``) registers the written file as a child of the version
+        it was exported from (registering the source weights first if they are not registered yet).
         """
+        register, registry = overrides.pop("register", None), overrides.pop("registry", None)
+        path = self._export(format, overrides)
+        if register:
+            from yolokit.registry import register_export
+
+            same = self.registry_version is not None and registry is None
+            register_export(str(register), path, source_version=self.registry_version.ref if same else None,
+                            source_path=None if same else self.ckpt_path, registry=registry or None)
+        return path
+
+    def _export(self, format: str, overrides: dict[str, Any]) -> Path:  # noqa: A002
         cfg = make_config(ExportConfig, overrides, format=format)  # format checked there (config.EXPORT_FORMATS)
         if cfg.int8:
             raise ExportError("int8=True: INT8 quantization is not available yet; export fp32 (int8=False)")
@@ -239,6 +273,8 @@ class YOLO:
     # --- internals --------------------------------------------------------------------------------------------
     def _default_export_path(self, suffix: str) -> Path:
         """Beside the weights file; in the working directory for downloaded weights (never into the cache)."""
+        if self.registry_version is not None:  # never into the registry's blob store
+            return Path(f"{self.registry_version.name}-v{self.registry_version.number}{suffix}")
         if self.ckpt_path is not None:
             from yolokit.utils.io import cache_root
 

@@ -121,6 +121,28 @@ def distinct_files(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+def distinct_onnx_files(folder: Path, count: int) -> list[Path]:
+    """``count`` valid yolokit ONNX files with different bytes (the first weight of one Conv set to 0, 1, 2...).
+
+    Registering ONNX needs no torch, so child processes registering them start in about half the time."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    proto = onnx.load_from_string(export_onnx_file(tiny_model(), folder / "base.onnx").read_bytes())
+    init = next(i for i in proto.graph.initializer if i.name == "model.0.conv.weight")
+    values = numpy_helper.to_array(init).copy()
+    paths = []
+    for i in range(count):
+        values.flat[0] = np.float32(i)
+        init.CopyFrom(numpy_helper.from_array(values, init.name))
+        path = folder / f"w{i}.onnx"
+        path.write_bytes(proto.SerializeToString())
+        paths.append(path)
+    return paths
+
+
 @dataclasses.dataclass
 class Files:
     pretrained: Path  # tiny model, fp32 safetensors
@@ -167,9 +189,9 @@ def reg(tmp_path):
 
 def _child_register(go: str, registry: str, name: str, files: list[str]) -> None:
     from yolokit.registry import Registry
-    from yolokit.weights import read_weights
+    from yolokit.registry.describe import describe_file
 
-    read_weights(files[0])  # imports done before the start signal, so the children's registrations overlap
+    describe_file(files[0])  # imports done before the start signal, so the children's registrations overlap
     Path(f"{go}.ready.{os.getpid()}").touch()
     deadline = time.monotonic() + 60
     while not Path(go).exists() and time.monotonic() < deadline:

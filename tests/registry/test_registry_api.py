@@ -39,6 +39,18 @@ def test_precision_and_format_are_detected_from_content(reg, files):  # noqa: F8
     assert int8.file_size < onnx.file_size / 2
 
 
+def test_a_reference_checkpoint_is_read_through_the_safe_importer(reg, tmp_path):  # noqa: F811
+    import shutil
+    from pathlib import Path
+
+    fixture = Path(__file__).parents[1] / "fixtures" / "yolo11-tiny-shapes.pt"
+    v = reg.register("shapes", shutil.copy(fixture, tmp_path / "best.pt"))
+    assert (v.format, v.precision) == ("ultralytics-pt", "fp16")  # the reference stores its EMA weights in fp16
+    assert v.names == {0: "rectangle", 1: "ellipse", 2: "triangle"}
+    assert (v.architecture, v.scale) == ("YOLO11n", "n")
+    assert v.train_args  # the reference's train_args, through the importer's provenance
+
+
 def test_anything_else_is_refused_with_one_line(reg, tmp_path, files):  # noqa: F811
     import torch
     from safetensors.torch import save_file

@@ -21,11 +21,11 @@ def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parent)}
 
 
-@pytest.mark.slow  # four interpreters importing torch: ~10 s on a loaded 2-core machine
+@pytest.mark.slow  # four interpreters starting: 5-15 s on a loaded 2-core machine
 def test_four_processes_register_forty_versions_without_gaps(tmp_path):
-    from registry_helpers import distinct_files
+    from registry_helpers import distinct_onnx_files
 
-    paths = distinct_files(tmp_path / "w", 40)
+    paths = distinct_onnx_files(tmp_path / "w", 40)  # valid weights whose registration needs no torch import
     registry, go = tmp_path / "registry", tmp_path / "go"  # a fresh registry: creation and migration race too
     children = [subprocess.Popen([sys.executable, HELPER, "register", str(go), str(registry), "demo",
                                   *map(str, paths[i * 10:(i + 1) * 10])], stdout=subprocess.PIPE,

@@ -111,11 +111,16 @@ def test_finetune_diff_lists_changed_and_frozen_layers(reg, files):  # noqa: F81
 
 
 def test_diff_classes_and_head_shapes_between_models(reg, files):  # noqa: F811
+    from yolokit.registry.report import format_diff
+
     reg.register("demo", files.pretrained)
     reg.register("birds", files.renamed)
     diff = reg.diff("demo:1", "birds:1")
     assert diff["classes"]["renamed"] == [[2, "bird", "sparrow"]] and diff["classes"]["added"] == [[3, "fish"]]
     assert {r["name"] for r in diff["weights"]["reshaped"]} >= {"model.5.cv3.0.2.weight", "model.5.cv3.0.2.bias"}
+    text = format_diff(diff)
+    assert "Classes: 3 -> 4: 1 added, 0 removed, 1 renamed\n  + 3 fish\n  ~ 2 bird -> sparrow" in text
+    assert "Architecture: same 6 layer rows; spec keys differ:\n  nc: 3 -> 4" in text
 
 
 def test_int8_child_diff_is_the_quantization_error(reg, files):  # noqa: F811

@@ -5,7 +5,8 @@ and reference ``.pt`` (read with the restricted importer: nothing is unpickled h
 ONNX files written by yolokit's export (``metadata_props`` with ``names`` and ``spec``), INT8 included. Anything
 else is a one-line ``RegistryError``.
 
-Precision: PyTorch files by the dtype holding most floating elements (``fp32``, ``fp16``, ``bf16``); ONNX files
+Precision: PyTorch files by the dtype holding most floating elements (``fp32``, ``fp16``, ``bf16``; a reference
+checkpoint by its stored dtypes as ``inspect_weights`` reports them, since the importer converts to fp32); ONNX files
 ``int8`` when a weight matrix is stored as int8/uint8 (QDQ or QOperator), else by their initializers' dtype.
 Metrics, train args and the dataset fingerprint come from the weights' provenance (written by the trainer).
 """
@@ -90,10 +91,15 @@ def _describe_torch(path: Path) -> FileInfo:
     if not meta or not isinstance(meta.get("spec"), dict):
         raise RegistryError(f"cannot register {path}: the file has no yolokit metadata (architecture spec and "
                             "class names); convert it with 'yolokit convert' or save it with yolokit.save_weights")
+    from yolokit.registry.onnx_weights import float_precision
+
     counts: dict[str, int] = {}
     for tensor in weights.state_dict.values():
         counts[str(tensor.dtype)] = counts.get(str(tensor.dtype), 0) + tensor.numel()
-    from yolokit.registry.onnx_weights import float_precision
+    if weights.format == "ultralytics-pt":  # the importer hands out fp32 copies: the stored dtypes (tensor counts)
+        from yolokit.weights.inspect import inspect_weights  # come from the safe inspector (restricted unpickler)
+
+        counts = dict(inspect_weights(path)["dtypes"])
 
     arch, scale = _architecture(meta["spec"])
     params = sum(t.numel() for k, t in weights.state_dict.items() if not k.endswith(_BUFFER_SUFFIXES))

@@ -60,6 +60,14 @@ def format_history_line(v: Version) -> str:
     return "  ".join(parts)
 
 
+_TRAIN_KEYS = ("data", "epochs", "batch", "imgsz", "optimizer", "lr0", "freeze", "seed")
+
+
+def _pairs(values: dict[str, Any]) -> str:
+    """``key value, ...`` with floats to 4 significant digits; ``-`` when empty."""
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {_value(v)}" for k, v in values.items()) or "-"
+
+
 def format_version(v: Version, children: list[Version] | None = None) -> str:
     names = ", ".join(f"{k} {n}" for k, n in list(v.names.items())[:10])
     more = f", ... (+{len(v.names) - 10})" if len(v.names) > 10 else ""
@@ -71,8 +79,10 @@ def format_version(v: Version, children: list[Version] | None = None) -> str:
         ("Parent", f"{v.parent} ({v.relation}){' - deleted' if v.parent_deleted else ''}" if v.parent else "-"),
         ("Children", ", ".join(f"{c.ref} ({c.relation})" for c in children or []) or "-"),
         ("Aliases", ", ".join(v.aliases) or "-"), ("Tags", ", ".join(f"{k}={t}" for k, t in v.tags.items()) or "-"),
-        ("Note", v.note or "-"), ("Metrics", _value(v.metrics)), ("Dataset", v.dataset_fingerprint or "-"),
-        ("Train args", _value(v.train_args)), ("Created", f"{v.created} by {v.user}@{v.host}"),
+        ("Note", v.note or "-"), ("Metrics", _pairs(v.metrics)), ("Dataset", v.dataset_fingerprint or "-"),
+        ("Train args", _pairs({k: v.train_args[k] for k in _TRAIN_KEYS if k in v.train_args})
+         + (f" ({len(v.train_args)} settings; --json lists all)" if v.train_args else "")),
+        ("Created", f"{v.created} by {v.user}@{v.host}"),
         ("Source", v.source or "-"),
     ]
     return "\n".join(f"{label.ljust(11)} {text}" for label, text in rows)
@@ -148,13 +158,14 @@ def format_diff(diff: dict[str, Any]) -> str:
     lines += _metric_lines(diff)
     lines += _class_lines(diff["classes"])
     arch = diff["architecture"]
-    if not arch["rows"] and not arch["keys"]:
-        lines.append(f"Architecture: identical ({arch['layers_a']} layer rows)")
+    if not arch["rows"]:
+        keys = "; spec keys differ:" if arch["keys"] else ""
+        lines.append(f"Architecture: {'identical' if not keys else 'same'} {arch['layers_a']} layer rows{keys}")
     else:
         lines.append(f"Architecture: {len(arch['rows'])} layer row(s) differ "
                      f"({arch['layers_a']} -> {arch['layers_b']} rows)")
         lines += [f"  row {i}: {_value(ra)} -> {_value(rb)}" for i, ra, rb in arch["rows"]]
-        lines += [f"  {k['key']}: {_value(k['a'])} -> {_value(k['b'])}" for k in arch["keys"]]
+    lines += [f"  {k['key']}: {_value(k['a'])} -> {_value(k['b'])}" for k in arch["keys"]]
     lines += _weight_lines(diff["weights"])
     return "\n".join(lines)
 
@@ -164,9 +175,11 @@ def _metric_lines(diff: dict[str, Any]) -> list[str]:
     for row in diff["metrics"]:
         delta = f"  ({row['delta']:+.4f})" if row["delta"] is not None else ""
         lines.append(f"  {row['key'].ljust(20)} {_value(row['a'], 12)} -> {_value(row['b'])}{delta}")
-    if diff["train_args"]:
-        lines.append("Train args: " + ", ".join(f"{r['key']} {_value(r['a'])} -> {_value(r['b'])}"
-                                                for r in diff["train_args"][:12]))
+    changed = sorted(diff["train_args"], key=lambda r: (r["a"] is None) or (r["b"] is None))  # both set first
+    if changed:
+        more = f" (+{len(changed) - 8} more; --json lists all)" if len(changed) > 8 else ""
+        lines.append(f"Train args: {len(changed)} differ: " + ", ".join(
+            f"{r['key']} {_value(r['a'])} -> {_value(r['b'])}" for r in changed[:8]) + more)
     return lines
 
 

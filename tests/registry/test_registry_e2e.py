@@ -152,3 +152,18 @@ def test_a_real_training_run_registers_best_with_its_parent(files, tmp_path):  #
     assert version.train_args["epochs"] == 1 and set(version.metrics) >= {"map50", "map"}
     assert version.metrics["map"] == pytest.approx(metrics["map"], abs=1e-6)
     assert reg.diff("shapes:1", "shapes:2")["weights"]["changed"] > 0
+
+
+def test_reading_commands_load_no_torch(files, tmp_path):  # noqa: F811
+    import subprocess
+    import sys
+
+    from yolokit.registry import Registry
+
+    Registry(tmp_path / "r").register("demo", files.pretrained)
+    code = ("import sys; from yolokit.cli import main\n"
+            f"for cmd in (['list'], ['show', 'demo'], ['history', 'demo'], ['lineage', 'demo:1'], ['audit', 'demo']):\n"
+            f"    assert main(['registry', '--registry', {str(tmp_path / 'r')!r}, *cmd]) == 0\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"

@@ -15,7 +15,7 @@ from yolokit.registry.names import Ref
 
 __all__ = ["Version", "ModelSummary", "AuditEntry", "GcReport", "Lineage", "find_version", "version_by_id",
            "versions_of", "versions_by_sha256", "children_of", "aliases_of_version", "model_summaries",
-           "audit_entries", "model_id"]
+           "audit_entries", "model_id", "lineage_of"]
 
 
 @dataclasses.dataclass
@@ -206,3 +206,22 @@ def audit_entries(conn: sqlite3.Connection, name: str) -> list[AuditEntry]:
     rows = conn.execute("SELECT * FROM audit WHERE model = ? ORDER BY id", (name,)).fetchall()
     return [AuditEntry(r["at"], r["action"], r["alias"], r["from_number"], r["to_number"], r["user"], r["host"],
                        r["detail"]) for r in rows]
+
+
+def lineage_of(conn: sqlite3.Connection, version: Version) -> Lineage:
+    """``version``'s ancestors (root first, following ``parent_id``) and every descendant (by ``parent_id``)."""
+    ancestors, seen, current = [], {version.id}, version
+    while True:
+        row = conn.execute("SELECT parent_id FROM versions WHERE id = ?", (current.id,)).fetchone()
+        if row is None or row[0] is None or row[0] in seen:
+            break
+        current = version_by_id(conn, row[0])
+        seen.add(current.id)
+        ancestors.insert(0, current)
+    children: dict[int, list[Version]] = {}
+    stack = [version.id]
+    while stack:
+        node = stack.pop()
+        children[node] = children_of(conn, node)
+        stack.extend(c.id for c in children[node] if c.id not in children)
+    return Lineage(ancestors, version, children)

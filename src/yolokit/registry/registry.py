@@ -32,7 +32,7 @@ from yolokit.registry import records
 from yolokit.registry.db import connect_reader, connect_writer, write
 from yolokit.registry.names import Ref, check_alias, check_name, check_relation, default_registry_path, parse_ref
 from yolokit.registry.records import AuditEntry, GcReport, Lineage, ModelSummary, Version
-from yolokit.registry.store import BlobStore, hash_stream
+from yolokit.registry.store import BlobStore
 
 __all__ = ["Registry", "STAGE_HOOKS", "infer_relation"]
 
@@ -344,20 +344,7 @@ class Registry:
     def lineage(self, ref: str | Ref) -> Lineage:
         """Ancestors (root first) and descendants of a version (across model names)."""
         with self._reader() as conn:
-            version = self._find(conn, ref)
-            ancestors, seen, current = [], {version.id}, version
-            while (row := conn.execute("SELECT parent_id FROM versions WHERE id = ?", (current.id,)).fetchone()) \
-                    and row[0] is not None and row[0] not in seen:
-                current = records.version_by_id(conn, row[0])
-                seen.add(current.id)
-                ancestors.insert(0, current)
-            children: dict[int, list[Version]] = {}
-            stack = [version.id]
-            while stack:
-                node = stack.pop()
-                children[node] = records.children_of(conn, node)
-                stack.extend(c.id for c in children[node] if c.id not in children)
-            return Lineage(ancestors, version, children)
+            return records.lineage_of(conn, self._find(conn, ref))
 
     def audit(self, name: str) -> list[AuditEntry]:
         """The model's append-only log: registrations, alias moves (from, to), deletions, with when, user, host."""
@@ -393,20 +380,11 @@ class Registry:
 
         The copy is hashed as it is written to a temp file beside ``dest``; only a matching sha256 is renamed into
         place, so ``dest`` never holds bytes other than the registered ones."""
-        from yolokit.utils.io import atomic_open
-
         version = self.resolve(ref)
         target = Path(dest)
         if target.is_dir() or str(dest).endswith(("/", os.sep)):
             target = target / f"{version.name}-v{version.number}{_EXTENSIONS.get(version.format, '')}"
-        blob = self.store.path_for(version.sha256)
-        if not blob.is_file():
-            self.store.check(version.sha256, version.ref)  # raises the "missing" error
-        with open(blob, "rb") as src, atomic_open(target, "wb") as out:
-            digest, _ = hash_stream(src, out)
-            if digest != version.sha256:
-                raise RegistryError(f"{version.ref}: its file {blob} was modified (sha256 {digest[:12]}..., registered "
-                                    f"{version.sha256[:12]}...); nothing written to {target}: restore the file")
+        self.store.copy_verified(version.sha256, version.ref, target)
         logger.info("Pulled %s -> %s (sha256 verified)", version.ref, target)
         return target
 

@@ -139,6 +139,21 @@ class BlobStore:
                                 f"{digest[:12]}...); refusing to use it: restore the file or delete {what}")
         return path
 
+    def copy_verified(self, digest: str, what: str, target: Path) -> Path:
+        """Copy the blob to ``target`` through a temp file beside it, hashing as it goes; only matching bytes are
+        renamed into place (``RegistryError`` naming ``what`` otherwise, with ``target`` untouched)."""
+        from yolokit.utils.io import atomic_open
+
+        blob = self.path_for(digest)
+        if not blob.is_file():
+            self.check(digest, what)  # raises the "missing" error
+        with open(blob, "rb") as src, atomic_open(target, "wb") as out:
+            found, _ = hash_stream(src, out)
+            if found != digest:
+                raise RegistryError(f"{what}: its file {blob} was modified (sha256 {found[:12]}..., registered "
+                                    f"{digest[:12]}...); nothing written to {target}: restore the file")
+        return target
+
     def iter_digests(self) -> Iterator[str]:
         """Every stored blob's sha256 (files with other names are skipped)."""
         if not self.blobs.is_dir():
@@ -167,10 +182,8 @@ class BlobStore:
             return 0
         host, removed = socket.gethostname(), 0
         for path in self.tmp.iterdir():
-            owner, _, rest = path.name.rpartition("-")[0].rpartition("-")
-            stale = False
-            if owner == host and rest.isdigit():
-                stale = not _pid_alive(int(rest))
+            writer_host, _, pid = path.name.rpartition("-")[0].rpartition("-")  # <host>-<pid>-<random>.tmp
+            stale = writer_host == host and pid.isdigit() and not _pid_alive(int(pid))
             with contextlib.suppress(FileNotFoundError):
                 stale = stale or time.time() - path.stat().st_mtime > _STALE_SECONDS
                 if stale:

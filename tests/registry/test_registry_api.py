@@ -210,3 +210,21 @@ def test_readers_on_an_empty_registry_create_nothing(tmp_path):
             call()
     assert empty.gc().removed == []
     assert not (tmp_path / "nothing").exists()
+
+
+def test_an_alias_move_interrupted_before_its_audit_entry_leaves_the_old_alias(reg, files, monkeypatch):  # noqa: F811
+    from yolokit.registry.registry import Registry
+
+    reg.register("demo", files.pretrained)
+    reg.register("demo", files.finetuned)
+    reg.alias("demo:1", "production")
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # anything between the alias update and the audit insert
+
+    monkeypatch.setattr(Registry, "_log", staticmethod(crash))
+    with pytest.raises(KeyboardInterrupt):
+        reg.alias("demo:2", "production")
+    monkeypatch.undo()
+    assert reg.resolve("demo@production").number == 1  # the move was rolled back with its audit entry
+    assert [(e.action, e.to_number) for e in reg.audit("demo")][-1] == ("alias", 1)

@@ -1,0 +1,315 @@
+"""The training loop: :class:`TrainerBase` (epochs of steps with hooks around them) and :class:`Trainer` (detection).
+
+    trainer = Trainer(model, config, run_dir=Path("runs/train"))
+    trainer.train()                      # before_train, per epoch: before_epoch, [before_step, step, after_step]...
+
+The loop itself is a few lines; the step is :meth:`Trainer.run_step` (forward, loss, backward, and every
+``accumulate`` batches :meth:`Trainer.optimizer_step`: clip the gradient norm to 10, step, EMA update). Everything
+else (schedule, mosaic switch, validation, early stopping, outputs, checkpoints) is a hook (:mod:`yolokit.train.hooks`,
+:mod:`yolokit.train.output_hooks`). :meth:`Trainer.state_dict` gathers the complete state for an exact resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from yolokit.train.config import TrainConfig
+from yolokit.train.ema import ModelEMA
+from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookBase, ScheduleHook
+from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
+from yolokit.train.schedule import Schedule, nominal_accumulate, warmup_iterations
+
+__all__ = ["TrainerBase", "Trainer", "default_hooks", "resolve_device", "GRAD_CLIP_NORM"]
+
+logger = logging.getLogger(__name__)
+GRAD_CLIP_NORM = 10.0
+
+
+class TrainerBase:
+    """Epochs of steps with hooks around each (the shape of detectron2's ``TrainerBase``, per epoch).
+
+    Subclasses provide :meth:`batches` (the epoch's iterable) and :meth:`run_step`. ``iteration`` is the global
+    step index ``epoch * batches_per_epoch + inner_iter``; a hook may set ``stop`` to end after the current epoch.
+    """
+
+    def __init__(self) -> None:
+        self.hooks: list[HookBase] = []
+        self.epoch = self.start_epoch = self.epochs = 0
+        self.iteration = self.inner_iter = 0
+        self.batches_per_epoch = 0
+        self.stop = False
+
+    def register_hooks(self, hooks: Iterable[HookBase]) -> None:
+        for hook in hooks:
+            hook.trainer = self
+            self.hooks.append(hook)
+
+    def train(self) -> None:
+        """Run epochs ``start_epoch .. epochs - 1`` (fewer when a hook sets ``stop``)."""
+        self._call("before_train")
+        for epoch in range(self.start_epoch, self.epochs):
+            self.epoch = epoch
+            self._call("before_epoch")
+            for inner_iter, batch in enumerate(self.batches()):
+                self.inner_iter = inner_iter
+                self.iteration = epoch * self.batches_per_epoch + inner_iter
+                self._call("before_step")
+                self.run_step(batch)
+                self._call("after_step")
+            self._call("after_epoch")
+            if self.stop:
+                break
+        self._call("after_train")
+
+    def _call(self, stage: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, stage)()
+
+    def batches(self) -> Iterable[Any]:
+        raise NotImplementedError
+
+    def run_step(self, batch: Any) -> None:
+        raise NotImplementedError
+
+    def hook_states(self) -> dict[str, dict[str, Any]]:
+        return {hook.name: hook.state_dict() for hook in self.hooks}
+
+    def load_hook_states(self, states: dict[str, dict[str, Any]]) -> None:
+        for hook in self.hooks:
+            hook.load_state_dict(states.get(hook.name, {}))
+
+
+def resolve_device(device: str) -> torch.device:
+    """``""`` -> ``cuda:0`` when CUDA is available, else the CPU; otherwise the device named."""
+    if not device:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class Trainer(TrainerBase):
+    """Trains a ``DetectionModel`` on ``config.data`` (see :func:`yolokit.train.api.train` for the whole run).
+
+    Args:
+        model: the model to train, already prepared (classes, transferred weights, frozen layers).
+        config: the settings.
+        run_dir: where outputs go (``weights/``, ``results.csv``, plots).
+        freeze_report: what :func:`yolokit.train.freeze.freeze_layers` froze (kept frozen, frozen BN kept in eval).
+        metadata: extra metadata for the saved weights (``parent_sha256``...).
+        hooks: the hooks to run (default: :func:`default_hooks`).
+    """
+
+    def __init__(self, model: nn.Module, config: TrainConfig, *, run_dir: Path, freeze_report: Any = None,
+                 metadata: dict[str, Any] | None = None, hooks: list[HookBase] | None = None) -> None:
+        super().__init__()
+        self.config, self.run_dir, self.freeze_report = config, Path(run_dir), freeze_report
+        self.device = resolve_device(config.device)
+        self.model = model.to(self.device)
+        self.epochs = config.epochs
+        self.metadata = dict(metadata or {})
+        self._build_data()
+        self._build_optimization()
+        self.metrics: Any = None  # the last validation's DetectionMetrics (None when not validated)
+        self.is_best, self.best_epoch, self.best_fitness = False, -1, float("-inf")
+        self.loss_mean: torch.Tensor | None = None  # running mean of the epoch's loss items, (3,)
+        self.last_batch: dict[str, Any] | None = None
+        self.bar: Any = None
+        self.register_hooks(default_hooks(self) if hooks is None else hooks)
+
+    # --- setup ------------------------------------------------------------------------------------------------
+    def _build_data(self) -> None:
+        from yolokit.config import fit_imgsz
+        from yolokit.data.dataset import load_data_config
+        from yolokit.data.loader import build_dataloader
+        from yolokit.data.train_dataset import TrainDataset
+        from yolokit.train.checkpoint import dataset_fingerprint
+
+        cfg = self.config
+        data = load_data_config(cfg.data)
+        if cfg.fraction < 1:
+            paths = data.splits["train"]
+            data = dataclasses.replace(data, splits={**data.splits, "train": paths[:max(1, round(len(paths) *
+                                                                                         cfg.fraction))]})
+        self.data = data
+        self.stride = int(max(float(s) for s in self.model.stride))
+        self.imgsz = int(fit_imgsz(cfg.imgsz, self.stride))
+        self.train_dataset = TrainDataset(data, "train", self.imgsz, augment=True, hyp=cfg, stride=self.stride,
+                                          batch_size=cfg.batch, seed=cfg.seed, progress=cfg.verbose)
+        self.workers = min(cfg.workers, _available_cpus())
+        self.loader = build_dataloader(self.train_dataset, cfg.batch, self.workers, shuffle=True, seed=cfg.seed)
+        self.batches_per_epoch = len(self.loader)
+        self.val_split = next((s for s in ("val", "test") if data.splits.get(s)), None)
+        self.fingerprint = dataset_fingerprint(self.train_dataset.labels, data.root)
+        logger.info("Training on %d images (%d batches of %d, %d workers), validating on %s, imgsz=%d",
+                    len(self.train_dataset), self.batches_per_epoch, cfg.batch, self.workers,
+                    f"split '{self.val_split}'" if self.val_split else "nothing (no val split)", self.imgsz)
+
+    def _build_optimization(self) -> None:
+        from yolokit.losses import build_loss
+
+        cfg = self.config
+        self.loss_fn = build_loss(self.model, {"box": cfg.box, "cls": cfg.cls, "dfl": cfg.dfl})
+        self.loss_names = tuple(self.loss_fn.names)
+        self.choice = choose_optimizer(cfg, len(self.train_dataset), len(self.model.names))
+        total = self.batches_per_epoch * self.epochs
+        accumulate = nominal_accumulate(cfg.nbs, cfg.batch, total)
+        self.optimizer = build_optimizer(self.model, self.choice, scaled_weight_decay(cfg.weight_decay, cfg.batch,
+                                                                                      cfg.nbs))
+        self.schedule = Schedule(epochs=self.epochs, batches_per_epoch=self.batches_per_epoch, lrf=cfg.lrf,
+                                 cosine=cfg.cos_lr, warmup=warmup_iterations(cfg.warmup_epochs, self.epochs,
+                                                                             self.batches_per_epoch),
+                                 accumulate=accumulate, warmup_bias_lr=self.choice.warmup_bias_lr,
+                                 warmup_momentum=cfg.warmup_momentum, momentum=self.choice.momentum)
+        self.accumulate = accumulate
+        self.last_opt_step = -1
+        self.ema = ModelEMA(self.model)
+        self.amp = bool(cfg.amp and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+    def batches(self) -> Iterable[Any]:
+        from yolokit.utils.progress import progress
+
+        self.loss_mean = None
+        self.bar = progress(self.loader, desc=f"{self.epoch + 1}/{self.epochs}", total=self.batches_per_epoch,
+                            enabled=self.config.verbose, leave=True)
+        return self.bar
+
+    def run_step(self, batch: dict[str, Any]) -> None:
+        """Forward and backward of one batch; an optimizer step once ``accumulate`` batches have been summed."""
+        batch = self.preprocess(batch)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            preds = self.model(batch["img"])
+            loss, items = self.loss_fn(preds, batch)
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        items = items.detach().float().cpu()
+        i = self.inner_iter
+        self.loss_mean = items if self.loss_mean is None else (self.loss_mean * i + items) / (i + 1)
+        self.last_batch = batch
+        if self.iteration - self.last_opt_step >= self.accumulate:
+            self.optimizer_step()
+            self.last_opt_step = self.iteration
+
+    def preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Tensors to the device; ``img`` uint8 -> float in [0, 1]."""
+        out = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        out["img"] = out["img"].float() / 255
+        return out
+
+    def optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=GRAD_CLIP_NORM)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.update(self.model)
+
+    def set_train_mode(self) -> None:
+        """``model.train()``, frozen BatchNorm back in eval; raises if a frozen parameter became trainable."""
+        from yolokit.train.freeze import assert_frozen, train_mode
+
+        train_mode(self.model, self.freeze_report)
+        if self.freeze_report is not None:
+            assert_frozen(self.model, self.freeze_report)
+
+    def validate(self, model: nn.Module, *, final: bool = False) -> Any:
+        """mAP of ``model`` on the val split with the PyTorch evaluator (never an export) -> ``DetectionMetrics``.
+
+        ``final``: the closing evaluation (per-class table, validation plots when ``plots=True``).
+        """
+        from yolokit.backends import create_backend
+        from yolokit.config import ValConfig, make_config
+        from yolokit.eval.validator import validate
+
+        cfg = self.config
+        engine = "channels_last" if self.device.type == "cpu" else "eager"
+        backend = create_backend(model, self.device, half=False, engine=engine)
+        val_cfg = make_config(ValConfig, data=cfg.data, split=self.val_split, imgsz=self.imgsz, batch=cfg.batch * 2,
+                              nms=cfg.nms, device=str(self.device), engine=engine, plots=final and cfg.plots,
+                              save_json=False, verbose=final and cfg.verbose, workers=min(self.workers, 4))
+        return validate(backend, val_cfg, save_dir=self.run_dir)
+
+    # --- state --------------------------------------------------------------------------------------------------
+    def lr(self) -> float:
+        """The current learning rate of the main parameter group (weights at the chosen lr, not a 3x head group)."""
+        groups = self.optimizer.param_groups
+        main = [g for g in groups if g["kind"] in ("weight", "muon") and g["initial_lr"] == self.choice.lr]
+        return float((main or groups)[0]["lr"])
+
+    def save_weights(self, path: Path) -> Path:
+        """The EMA weights with metadata: train args, this epoch's metrics, dataset fingerprint, parent sha256."""
+        from yolokit.weights import save_weights
+
+        m = self.metrics
+        metrics = None if m is None else {"precision": float(m.precision), "recall": float(m.recall),
+                                          "map50": float(m.map50), "map": float(m.map), "fitness": float(m.fitness)}
+        provenance = {**self.metadata.get("provenance", {}), "train_args": self.config.to_dict(),
+                      "epoch": self.epoch + 1, "metrics": metrics, "dataset_fingerprint": self.fingerprint,
+                      "data": self.config.data}
+        return save_weights(self.ema.module, path, metadata={**self.metadata, "imgsz": self.imgsz,
+                                                             "provenance": provenance})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The complete state after epoch ``self.epoch``: loadable with ``torch.load(weights_only=True)``."""
+        from yolokit.train.checkpoint import capture_rng
+
+        grads = [p.grad.detach().clone() if p.grad is not None else None for p in self.model.parameters()]
+        return {
+            "epoch": self.epoch, "iteration": self.iteration, "last_opt_step": self.last_opt_step,
+            "finished": False, "run_dir": str(self.run_dir),
+            "config": self.config.to_dict(), "given": sorted(self.config.given),
+            "choice": dataclasses.asdict(self.choice), "spec": self.model.spec,
+            "names": {int(k): str(v) for k, v in self.model.names.items()}, "metadata": self.metadata,
+            "model": self.model.state_dict(), "grads": grads, "optimizer": self.optimizer.state_dict(),
+            "ema": self.ema.state_dict(), "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "loader": self.loader.state_dict(),
+            "loss": self.loss_fn.state_dict() if hasattr(self.loss_fn, "state_dict") else {},
+            "hooks": self.hook_states(), "rng": capture_rng(), "frozen": self._frozen_state(),
+        }
+
+    def _frozen_state(self) -> dict[str, list[str]]:
+        report = self.freeze_report
+        return {"names": list(report.frozen_names) if report else [], "bn": list(report.frozen_bn) if report else []}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue after the epoch ``state`` was saved at (its RNG states are restored by the checkpoint hook)."""
+        self.model.load_state_dict(state["model"])
+        for param, grad in zip(self.model.parameters(), state["grads"], strict=True):
+            param.grad = None if grad is None else grad.to(param.device)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.ema.load_state_dict(state["ema"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.loader.load_state_dict(state["loader"])
+        if state["loss"] and hasattr(self.loss_fn, "load_state_dict"):
+            self.loss_fn.load_state_dict(state["loss"])
+        self.load_hook_states(state["hooks"])
+        self.epoch = int(state["epoch"])
+        self.start_epoch = self.epoch + 1
+        self.iteration, self.last_opt_step = int(state["iteration"]), int(state["last_opt_step"])
+
+
+def default_hooks(trainer: Trainer) -> list[HookBase]:
+    """The standard hooks, in their required order (see :mod:`yolokit.train.hooks`)."""
+    from yolokit.train.output_hooks import CheckpointHook, PlotsHook, ProgressHook, ResultsHook
+
+    return [ScheduleHook(), EpochSetupHook(), ProgressHook(), PlotsHook(), EvalHook(),
+            BestFitnessHook(trainer.config.patience), ResultsHook(), CheckpointHook()]

@@ -1,0 +1,84 @@
+"""Shared pieces of the trainer tests: tiny specs, a tiny dataset, state comparison, and a training child process.
+
+Run as a script (``python train_helpers.py DATA PROJECT NAME key=value...``) it trains the tiny model once with one
+torch thread, as the resume test's child process.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Five stride-2 convs (strides 8/16/32 at layers 2-4) and a head: ~0.2M parameters, fast on a CPU at imgsz 64.
+_BACKBONE = [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 2]],
+             [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "Conv", [16, 3, 2]]]
+TINY_V8 = {"nc": 3, "scales": {"n": [1.0, 1.0, 1024]}, "scale": "n", "backbone": _BACKBONE,
+           "head": [[[2, 3, 4], 1, "Detect", ["nc"]]]}
+TINY_E2E = {**TINY_V8, "end2end": True, "reg_max": 1}  # YOLO26-style: one-to-one branch, no DFL
+
+FAST = {"imgsz": 64, "batch": 4, "nbs": 8, "warmup_epochs": 1, "verbose": False, "plots": False}
+
+
+def tiny_model(spec: dict | None = None) -> Any:
+    from yolokit.models.builder import build_model
+
+    model = build_model(dict(spec or TINY_V8))
+    model.metadata = {}
+    return model
+
+
+def tiny_data(root: Path, n_train: int = 12, n_val: int = 4) -> Path:
+    from yolokit.data.synth import make_synthetic_dataset
+
+    return make_synthetic_dataset(root, n_train=n_train, n_val=n_val, imgsz=64, seed=0)
+
+
+def train_tiny(data: Path, project: Path, name: str, spec: dict | None = None, **overrides: Any) -> tuple[Any, dict]:
+    from yolokit.config import make_config
+    from yolokit.train.api import train
+    from yolokit.train.config import TrainConfig
+
+    values = {**FAST, "data": str(data), "project": str(project), "name": name, "workers": 0, **overrides}
+    return train(tiny_model(spec), make_config(TrainConfig, values))
+
+
+def tensors_of(obj: Any, prefix: str = "") -> dict[str, torch.Tensor]:
+    """Every tensor inside nested dicts / lists, keyed by its path."""
+    if isinstance(obj, torch.Tensor):
+        return {prefix: obj}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else []
+    out: dict[str, torch.Tensor] = {}
+    for key, value in items:
+        out.update(tensors_of(value, f"{prefix}/{key}"))
+    return out
+
+
+def run_tensors(run_dir: Path) -> dict[str, torch.Tensor]:
+    """All tensors a run leaves: last/best weights and the training state (model, grads, optimizer, EMA)."""
+    from yolokit.weights import read_weights
+
+    out = {}
+    for name in ("last", "best"):
+        out.update(tensors_of(read_weights(run_dir / "weights" / f"{name}.safetensors").state_dict, name))
+    state = torch.load(run_dir / "weights" / "last_state.pt", weights_only=True)
+    for key in ("model", "grads", "optimizer", "ema"):
+        out.update(tensors_of(state[key], f"state/{key}"))
+    return out
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+if __name__ == "__main__":  # the resume test's child process
+    torch.set_num_threads(1)
+    data_path, project_dir, run_name, *words = sys.argv[1:]
+    from yolokit.config import parse_key_values
+
+    spec = TINY_E2E if "e2e" in run_name else TINY_V8
+    train_tiny(Path(data_path), Path(project_dir), run_name, spec=spec, **parse_key_values(words))

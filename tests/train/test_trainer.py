@@ -19,6 +19,15 @@ from yolokit.utils.io import sha256_file
 from yolokit.weights import load_weights, read_weights, save_weights
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on a shared 2-core machine, two intra-op threads per process make these runs 20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return tiny_data(tmp_path_factory.mktemp("data"))

@@ -158,7 +158,7 @@ def _resume_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
             raise ConfigError(f"resume continues a run with its own settings, but {key}={getattr(config, key)!r} "
                               f"differs from the run's {getattr(saved, key)!r}: drop {key}= (or start a new run)")
     values = saved.to_dict()
-    values.update({k: getattr(config, k) for k in config.given & {"workers", "device", "verbose"}})
+    values.update({k: getattr(config, k) for k in config.given & (set(RESUME_OVERRIDES) - {"resume", "model"})})
     values["resume"] = False
     return TrainConfig.restore(values, saved.given)
 

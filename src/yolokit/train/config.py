@@ -23,7 +23,8 @@ from yolokit.errors import ConfigError
 __all__ = ["TrainConfig", "OPTIMIZERS", "RESUME_OVERRIDES"]
 
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "MuSGD")
-RESUME_OVERRIDES = ("resume", "model", "workers", "device", "verbose")  # may differ from the run being resumed
+# Keys a resumed run may change (the rest must equal the run's): where and how verbosely it runs, registration.
+RESUME_OVERRIDES = ("resume", "model", "workers", "device", "verbose", "register", "registry")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class TrainConfig(Settings):
     nms: bool = True  # YOLO26: False validates the NMS-free one-to-one head instead
     plots: bool = True  # results.png, label statistics, training-batch mosaics, validation plots
     verbose: bool = True
+    register: str = ""  # YOLO.train / yolokit train: register best.safetensors as the next NAME:N of a registry
+    registry: str = ""  # the registry's folder ("" = the default one)
     # --- weights ---------------------------------------------------------------------------------------------
     pretrained: bool | str = True  # keep loaded weights (False: re-initialise); a path: transfer from that file
     freeze: int | tuple[int | str, ...] | None = None  # N: layers 0..N-1; or indices, names and globs

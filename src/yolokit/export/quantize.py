@@ -1,0 +1,350 @@
+"""INT8 post-training static quantization of yolokit ONNX graphs with ONNX Runtime, checked for speed and accuracy.
+
+:func:`quantize_int8` does, in order:
+
+1. **Pre-process** the FP32 graph (:func:`prepare_graph`): ONNX Runtime's ``quant_pre_process`` (symbolic shape
+   inference, basic graph optimisation), then :func:`yolokit.export.graph_tools.fold_static_dims`.
+2. **Calibrate once** (:func:`calibrate`) on the letterboxed calibration images with ``minmax``, ``percentile`` or
+   ``entropy``, in chunks of :data:`CALIB_CHUNK` images (bounded memory); the activation ranges of every tensor any
+   form needs are kept in a cache that each quantization below reuses.
+3. **Quantize every form** of :data:`FORMS` (:func:`quantize_form`): weights int8 symmetric per channel, activations
+   uint8 asymmetric (the u8 x s8 integer kernels' fast path on x86), the head's decode (DFL, anchors, ``dist2bbox``,
+   final ``Sigmoid``/``Mul``/``Concat``) left in float via ``nodes_to_exclude``
+   (:func:`yolokit.export.graph_tools.decode_nodes`).
+4. **Time** every form against the FP32 graph in ONNX Runtime with the same threads, interleaved
+   (:func:`yolokit.export.latency.paired_latency`, median of per-round ratios).
+5. **Measure mAP** with the caller's ``evaluate`` (FP32 once, then the forms from the fastest down) and keep the
+   fastest form whose mAP50-95 drop is within ``budget`` points. If none is, a **sensitivity pass**
+   (:mod:`yolokit.export.sensitivity`) keeps the layers that add the most output error in float until the budget
+   holds; if it never does, ``ExportError`` with both numbers and what to try (``force=True`` writes the best
+   attempt anyway, flagged in the report).
+
+The :class:`Int8Report` (every candidate's size, latency and mAP, the choice, the layers kept in float, the
+calibration set) goes into the file's metadata. ``onnx`` and ``onnxruntime`` are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from yolokit.errors import ConfigError, ExportError
+from yolokit.export.calibration import CalibrationReader, CalibrationSet
+
+__all__ = ["QuantForm", "FORMS", "FULL_OPS", "CALIB_METHODS", "Candidate", "Int8Report", "quantize_int8",
+           "prepare_graph", "calibrate", "quantize_form", "Evaluate"]
+
+logger = logging.getLogger(__name__)
+
+CALIB_METHODS = ("minmax", "percentile", "entropy")
+CALIB_CHUNK = 16  # calibration images per ORT collection pass (its collectors hold every output of a pass)
+# Every op type a form may quantize: Conv and SiLU's Sigmoid/Mul, the CSP blocks' Add/Concat, SPPF's MaxPool, the
+# neck's Resize, C2PSA's attention (MatMul, Softmax) and the layout ops between them.
+FULL_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Split", "MatMul", "Softmax", "Reshape",
+            "Transpose", "Gemm")
+Evaluate = Callable[[bytes], tuple[float, float]]  # ONNX bytes -> (mAP50-95, mAP50)
+
+
+@dataclass(frozen=True)
+class QuantForm:
+    """One way of quantizing: ONNX form (``QDQ`` or ``QOperator``), op types, and whether a ``Concat``'s inputs
+    share its output's scale (then ``QLinearConcat`` is a copy instead of a requantization)."""
+
+    name: str
+    quant_format: str
+    op_types: tuple[str, ...]
+    shared_concat_scales: bool = False
+
+
+FORMS = (
+    QuantForm("qdq-conv", "QDQ", ("Conv", "MatMul", "Gemm")),  # convolutions only: what the reference exports
+    QuantForm("qdq-full", "QDQ", FULL_OPS),
+    QuantForm("qdq-full-shared-concat", "QDQ", FULL_OPS, shared_concat_scales=True),
+    QuantForm("qop-full-shared-concat", "QOperator", FULL_OPS, shared_concat_scales=True),
+)
+
+
+@dataclass
+class Candidate:
+    """A quantized graph and what was measured on it (latency ratio = median per-round INT8 / FP32)."""
+
+    form: QuantForm
+    data: bytes = field(repr=False)
+    latency_ms: float = 0.0
+    ratio: float = 0.0
+    map: float | None = None
+    map50: float | None = None
+    kept_float: tuple[str, ...] = ()
+
+    def summary(self) -> dict[str, Any]:
+        return {"form": self.form.name, "size_mb": round(len(self.data) / 1e6, 3),
+                "latency_ms": round(self.latency_ms, 3), "ratio_vs_fp32": round(self.ratio, 3),
+                "map50_95": _round(self.map), "map50": _round(self.map50), "kept_float": list(self.kept_float)}
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 5)
+
+
+@dataclass
+class Int8Report:
+    """What :func:`quantize_int8` measured and chose (``as_metadata()`` is written into the file)."""
+
+    chosen: str
+    calibration: dict[str, Any]
+    settings: dict[str, Any]
+    fp32: dict[str, Any]
+    int8: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    budget: float
+    drop_points: float
+    within_budget: bool
+    faster: bool
+    kept_float: list[str] = field(default_factory=list)
+    sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    float_cost: dict[str, float] = field(default_factory=dict)
+    forced: bool = False
+
+    def as_metadata(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        """Human-readable summary lines (size, latency and mAP of FP32 vs INT8; the choice)."""
+        f, q = self.fp32, self.int8
+        speed = "faster" if self.faster else "NOT faster"
+        return [f"INT8 form {self.chosen}: {q['size_mb']:.2f} MB vs FP32 {f['size_mb']:.2f} MB "
+                f"({f['size_mb'] / max(q['size_mb'], 1e-9):.2f}x smaller)",
+                f"INT8 latency {q['latency_ms']:.2f} ms vs FP32 {f['latency_ms']:.2f} ms: ratio "
+                f"{q['ratio_vs_fp32']:.3f} ({speed} than FP32 on this machine)",
+                f"INT8 mAP50-95 {q['map50_95']:.4f} vs FP32 {f['map50_95']:.4f}: drop {self.drop_points:.2f} points "
+                f"(budget {self.budget:g}{'' if self.within_budget else ', EXCEEDED (force=True)'})"]
+
+
+def prepare_graph(fp32: bytes, workdir: Path) -> Any:
+    """``quant_pre_process`` (symbolic shape inference with merged symbols; ONNX shape inference only if that
+    fails) + :func:`fold_static_dims` -> the ``ModelProto`` every form is quantized from."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from yolokit.export.graph_tools import fold_static_dims
+
+    source, target = workdir / "fp32.onnx", workdir / "prepared.onnx"
+    source.write_bytes(fp32)
+    leftover = Path("sym_shape_infer_temp.onnx")  # ORT writes it into the working directory when inference fails
+    existed = leftover.exists()
+    try:
+        quant_pre_process(str(source), str(target), auto_merge=True)
+    except Exception as error:  # noqa: BLE001 - ORT's symbolic inference raises a bare Exception
+        logger.debug("symbolic shape inference failed (%s); using ONNX shape inference", error)
+        if not existed:
+            leftover.unlink(missing_ok=True)
+        quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
+    proto = onnx.load(str(target))
+    folded = fold_static_dims(proto)
+    logger.debug("pre-processed graph: %d nodes, %d static dimension reads folded", len(proto.graph.node), folded)
+    return proto
+
+
+def _calibration_method(method: str) -> Any:
+    from onnxruntime.quantization import CalibrationMethod
+
+    if method not in CALIB_METHODS:
+        raise ConfigError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {method!r}: pass e.g. "
+                          "calib_method=minmax")
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[method]
+
+
+def calibrate(prepared: Path, reader: CalibrationReader, method: str, cache: Path, workdir: Path) -> Path:
+    """Collect the activation ranges of every tensor a form of :data:`FORMS` may quantize into ``cache`` (JSON)."""
+    from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
+
+    calibrator = create_calibrator(prepared, list(FULL_OPS), augmented_model_path=str(workdir / "augmented.onnx"),
+                                   calibrate_method=_calibration_method(method))
+    for start in range(0, len(reader), CALIB_CHUNK):
+        reader.set_range(start, start + CALIB_CHUNK)
+        calibrator.collect_data(reader)
+    save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
+def _shared_concat_overrides(proto: Any, cache: Path, excluded: set[str]) -> dict[str, list[dict[str, Any]]]:
+    """``TensorQuantOverrides`` giving each quantized ``Concat``'s inputs and output one range (their union)."""
+    import numpy as np
+    from onnxruntime.quantization.calibrate import load_tensors_data
+
+    ranges = load_tensors_data(cache).data
+    overrides: dict[str, list[dict[str, Any]]] = {}
+    for node in proto.graph.node:
+        names = [*node.input, node.output[0]] if node.op_type == "Concat" else []
+        if not names or node.name in excluded or not all(name in ranges for name in names):
+            continue
+        low = min(float(np.min(ranges[name].range_value[0])) for name in names)
+        high = max(float(np.max(ranges[name].range_value[1])) for name in names)
+        for name in names:
+            overrides.setdefault(name, [{"rmin": np.float32(low), "rmax": np.float32(high)}])
+    return overrides
+
+
+def quantize_form(prepared: Path, form: QuantForm, excluded: Sequence[str], cache: Path, workdir: Path,
+                  method: str = "minmax") -> bytes:
+    """Quantize ``prepared`` as ``form`` with the cached ranges; nodes in ``excluded`` stay float -> ONNX bytes."""
+    import onnx
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True,
+                             "ForceQuantizeNoInputCheck": True}
+    if form.shared_concat_scales:
+        extra["TensorQuantOverrides"] = _shared_concat_overrides(onnx.load(str(prepared)), cache, set(excluded))
+    target = workdir / f"{form.name}.onnx"
+    quantize_static(str(prepared), str(target), None, quant_format=getattr(QuantFormat, form.quant_format),
+                    op_types_to_quantize=list(form.op_types), per_channel=True, reduce_range=False,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
+                    calibrate_method=_calibration_method(method), calibration_cache_path=str(cache),
+                    extra_options=extra)
+    return target.read_bytes()
+
+
+def time_candidates(fp32: bytes, candidates: Sequence[Candidate], sample: Any, threads: int | None,
+                    rounds: int = 30) -> dict[str, float]:
+    """Paired latency of every candidate and the FP32 graph on ``sample`` ``(1, 3, H, W)``; fills each candidate's
+    ``latency_ms`` and ``ratio`` and returns ``{"fp32_ms": ...}``."""
+    from yolokit.export.latency import latency_ratio, ort_runner, ort_session, paired_latency
+
+    runners = {"fp32": ort_runner(ort_session(fp32, threads), sample)}
+    for k, candidate in enumerate(candidates):
+        runners[f"int8-{k}"] = ort_runner(ort_session(candidate.data, threads), sample)
+    stats = paired_latency(runners, rounds=rounds, warmup=3, min_seconds=1.0)
+    for k, candidate in enumerate(candidates):
+        candidate.latency_ms = stats[f"int8-{k}"].median_ms
+        candidate.ratio = latency_ratio(stats, f"int8-{k}", "fp32")
+    return {"fp32_ms": stats["fp32"].median_ms}
+
+
+def _drop(fp32_map: float, candidate: Candidate) -> float:
+    """mAP50-95 drop in points (percentage points of mAP: 0.01 mAP = 1 point)."""
+    return 100.0 * (fp32_map - float(candidate.map or 0.0))
+
+
+def _fastest_within_budget(candidates: list[Candidate], evaluate: Evaluate, fp32_map: float,
+                           budget: float) -> Candidate | None:
+    """Evaluate candidates fastest first; the first within ``budget`` (the others stay unevaluated)."""
+    for candidate in sorted(candidates, key=lambda c: c.ratio):
+        candidate.map, candidate.map50 = evaluate(candidate.data)
+        logger.info("INT8 %s: latency ratio %.3f, mAP50-95 %.4f (drop %.2f points)", candidate.form.name,
+                    candidate.ratio, candidate.map, _drop(fp32_map, candidate))
+        if _drop(fp32_map, candidate) <= budget:
+            return candidate
+    return None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a quantization run shares (paths in the temporary folder, settings, measurement hooks)."""
+
+    prepared: Path
+    cache: Path
+    workdir: Path
+    excluded: tuple[str, ...]
+    method: str
+    evaluate: Evaluate
+    threads: int | None
+    samples: tuple[Any, ...] = field(repr=False)
+
+    @property
+    def sample(self) -> Any:
+        """The ``(1, 3, H, W)`` input latency is measured on."""
+        return self.samples[0]
+
+
+def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[int, int], stride: int,
+                  evaluate: Evaluate, method: str = "minmax", budget: float = 1.0, force: bool = False,
+                  threads: int | None = None, forms: Sequence[QuantForm] = FORMS) -> tuple[bytes, Int8Report]:
+    """Quantize the FP32 ONNX graph ``fp32`` (see the module docstring) -> (INT8 ONNX bytes, report).
+
+    Args:
+        fp32: the FP32 graph (yolokit export; fixed ``shape_hw`` input size preferred).
+        calibration: the calibration images.
+        shape_hw: the input size calibration and timing use.
+        stride: the model's largest stride (letterbox).
+        evaluate: ONNX bytes -> (mAP50-95, mAP50) on the validation split.
+        method: ``minmax``, ``percentile`` or ``entropy``.
+        budget: largest allowed mAP50-95 drop, in points (1.0 = 0.01 mAP).
+        force: write the best attempt even when the budget cannot be met (flagged in the report).
+        threads: ONNX Runtime intra-op threads for timing (default: as the ONNX Runtime backend).
+
+    Raises:
+        ExportError: the budget is not met even after the sensitivity pass, and ``force`` is False.
+    """
+    from yolokit.export.graph_tools import decode_nodes
+
+    _calibration_method(method)
+    if budget < 0:
+        raise ConfigError(f"int8_budget must be >= 0 (mAP50-95 points), got {budget}: pass e.g. int8_budget=1.0")
+    with tempfile.TemporaryDirectory(prefix="yolokit-int8-") as tmp:
+        workdir = Path(tmp)
+        proto = prepare_graph(fp32, workdir)
+        prepared = workdir / "prepared-folded.onnx"
+        prepared.write_bytes(proto.SerializeToString())
+        reader = CalibrationReader(calibration.paths, shape_hw, stride)
+        logger.info("INT8: calibrating on %d images (%s)", calibration.count, method)
+        cache = calibrate(prepared, reader, method, workdir / "ranges.json", workdir)
+        samples = tuple(reader.load(path) for path in calibration.paths[:4])
+        job = _Job(prepared, cache, workdir, tuple(decode_nodes(proto)), method, evaluate, threads, samples)
+        return _choose(fp32, job, forms, calibration, budget, force)
+
+
+def _choose(fp32: bytes, job: _Job, forms: Sequence[QuantForm], calibration: CalibrationSet, budget: float,
+            force: bool) -> tuple[bytes, Int8Report]:
+    """Quantize, time and evaluate the forms; sensitivity pass when none is within budget."""
+    candidates = [Candidate(form, quantize_form(job.prepared, form, job.excluded, job.cache, job.workdir, job.method))
+                  for form in forms]
+    timing = time_candidates(fp32, candidates, job.sample, job.threads)
+    for candidate in sorted(candidates, key=lambda c: c.ratio):
+        logger.info("INT8 form %-24s %6.2f MB  %7.2f ms  ratio %.3f vs FP32 %.2f ms", candidate.form.name,
+                    len(candidate.data) / 1e6, candidate.latency_ms, candidate.ratio, timing["fp32_ms"])
+    fp32_map, fp32_map50 = job.evaluate(fp32)
+    chosen, rounds, cost = _fastest_within_budget(candidates, job.evaluate, fp32_map, budget), [], {}
+    if chosen is None:
+        from yolokit.export.sensitivity import sensitivity_pass
+
+        fastest = min(candidates, key=lambda c: c.ratio)
+        logger.warning("INT8: no form is within the %.2f-point budget; keeping the most sensitive layers of %s in "
+                       "float", budget, fastest.form.name)
+        chosen, rounds, cost = sensitivity_pass(fp32, job, fastest, fp32_map, budget, time_candidates)
+    within = _drop(fp32_map, chosen) <= budget
+    if not within and not force:
+        raise ExportError(_over_budget_message(fp32_map, chosen, budget, rounds))
+    report = _report(chosen, candidates, calibration, job.method, timing, fp32, (fp32_map, fp32_map50), budget,
+                     rounds, forced=not within)
+    report.float_cost = cost
+    for line in report.lines():
+        (logger.info if within and report.faster else logger.warning)(line)
+    return chosen.data, report
+
+
+def _over_budget_message(fp32_map: float, best: Candidate, budget: float, rounds: list[dict[str, Any]]) -> str:
+    kept = len(best.kept_float)
+    return (f"INT8 mAP50-95 {best.map:.4f} vs FP32 {fp32_map:.4f}: drop {_drop(fp32_map, best):.2f} points exceeds "
+            f"int8_budget={budget:g} even with {kept} layer(s) kept in float after {len(rounds)} sensitivity "
+            "round(s): calibrate on more representative images (calib_images=300 from the training split), try "
+            "calib_method=percentile or entropy, raise int8_budget, or pass force=True to write it anyway")
+
+
+def _report(chosen: Candidate, candidates: list[Candidate], calibration: CalibrationSet, method: str,
+            timing: dict[str, float], fp32: bytes, fp32_maps: tuple[float, float], budget: float,
+            rounds: list[dict[str, Any]], forced: bool) -> Int8Report:
+    fp32_summary = {"size_mb": round(len(fp32) / 1e6, 3), "latency_ms": round(timing["fp32_ms"], 3),
+                    "map50_95": _round(fp32_maps[0]), "map50": _round(fp32_maps[1])}
+    settings = {"method": method, "format": chosen.form.quant_format, "op_types": list(chosen.form.op_types),
+                "shared_concat_scales": chosen.form.shared_concat_scales, "weights": "int8 symmetric per-channel",
+                "activations": "uint8 asymmetric per-tensor", "reduce_range": False, "decode": "float32"}
+    return Int8Report(chosen=chosen.form.name, calibration=calibration.as_metadata(), settings=settings,
+                      fp32=fp32_summary, int8=chosen.summary(), candidates=[c.summary() for c in candidates],
+                      budget=float(budget), drop_points=round(_drop(fp32_maps[0], chosen), 3),
+                      within_budget=not forced, faster=chosen.ratio < 1.0, kept_float=list(chosen.kept_float),
+                      sensitivity=rounds, forced=forced)

@@ -131,7 +131,8 @@ class TorchBackend(BackendBase):
     def _graph(self, batch: torch.Tensor) -> Any:
         """The frozen traced graph for this input shape and head choice (built on first use), or None on failure."""
         head = self.model.head
-        key = (tuple(batch.shape), batch.dtype, batch.device, bool(head.nms_free), int(head.max_det))
+        key = (tuple(batch.shape), batch.dtype, batch.device, bool(getattr(head, "nms_free", False)),
+               int(getattr(head, "max_det", 0)))  # a classification head has neither
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._graphs[key]

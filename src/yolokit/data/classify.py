@@ -195,6 +195,7 @@ class ClassifyDataset(torch.utils.data.Dataset):
         hyp: augmentation settings (mapping or object with ``scale fliplr flipud hsv_h hsv_s hsv_v erasing``).
         seed: the augmentation seed (the loader sets it: ``build_dataloader(..., seed=)``).
         fraction: keep the first ``fraction`` of the samples of each class (at least one).
+        crop_options: extra keyword arguments of ``eval_crop`` (a checkpoint's recorded resize / interpolation).
 
     An image that fails to decode later is replaced by the next one that decodes, with a warning naming it.
     """
@@ -202,7 +203,8 @@ class ClassifyDataset(torch.utils.data.Dataset):
     collate_fn = staticmethod(collate_classify)
 
     def __init__(self, data: ClassifyData | str | Path, split: str, imgsz: int = 224, augment: bool = False,
-                 hyp: Mapping[str, Any] | Any | None = None, *, seed: int = 0, fraction: float = 1.0) -> None:
+                 hyp: Mapping[str, Any] | Any | None = None, *, seed: int = 0, fraction: float = 1.0,
+                 crop_options: Mapping[str, Any] | None = None) -> None:
         from yolokit.data.classify_transforms import ClassifyTrainTransform
 
         self.data = data if isinstance(data, ClassifyData) else load_classify_data(data)
@@ -211,6 +213,7 @@ class ClassifyDataset(torch.utils.data.Dataset):
         self.imgsz, self.augment = int(imgsz), bool(augment)
         self.transform = ClassifyTrainTransform(self.imgsz, hyp) if self.augment else None
         self.seed, self.epoch = int(seed), 0
+        self.crop_options = dict(crop_options or {})
         self._unreadable: set[int] = set()
 
     def set_epoch(self, epoch: int) -> None:
@@ -253,7 +256,7 @@ class ClassifyDataset(torch.utils.data.Dataset):
         if self.transform is not None:
             rgb = self.transform(image, np.random.default_rng([self.seed, self.epoch, int(index)]))
         else:
-            rgb = eval_crop(image, self.imgsz)
+            rgb = eval_crop(image, self.imgsz, **self.crop_options)
         tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))
         return {"img": tensor, "cls": self.samples[used][1], "im_file": self.samples[used][0]}
 

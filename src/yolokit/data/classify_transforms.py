@@ -46,16 +46,34 @@ def _resized_short_side(h: int, w: int, size: int) -> tuple[int, int]:
     return int(size * h / w), size
 
 
-def eval_crop(image_bgr: np.ndarray, imgsz: int | tuple[int, int]) -> np.ndarray:
-    """Resize (short side, Pillow bilinear) then centre-crop -> ``(h, w, 3)`` uint8 **RGB** (see module docstring)."""
-    from PIL import Image
+_PIL_FILTERS = {"nearest": "NEAREST", "nearest-exact": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC",
+                "box": "BOX", "hamming": "HAMMING", "lanczos": "LANCZOS"}
 
+
+def eval_crop(image_bgr: np.ndarray, imgsz: int | tuple[int, int], resize: int | None = None,
+              interpolation: str = "bilinear", square_crop: bool = False) -> np.ndarray:
+    """Resize (short side to ``resize``, default the crop side; Pillow ``interpolation``) then centre-crop ``imgsz``
+    -> ``(h, w, 3)`` uint8 **RGB** (see the module docstring).
+
+    ``square_crop``: the reference 8.0.x transform instead: the centre square of the short side, resized to
+    ``imgsz`` with OpenCV's bilinear filter.
+    """
     th, tw = _size_hw(imgsz)
     h, w = image_bgr.shape[:2]
-    nh, nw = (th, tw) if th != tw else _resized_short_side(h, w, th)
+    if square_crop:
+        import cv2
+
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        square = image_bgr[top:top + side, left:left + side]
+        return np.ascontiguousarray(cv2.resize(square, (tw, th), interpolation=cv2.INTER_LINEAR)[..., ::-1])
+    from PIL import Image
+
+    nh, nw = (th, tw) if th != tw else _resized_short_side(h, w, resize or th)
     rgb = np.ascontiguousarray(image_bgr[..., ::-1])
     if (nh, nw) != (h, w):
-        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
+        resample = getattr(Image, _PIL_FILTERS.get(interpolation, "BILINEAR"))
+        rgb = np.asarray(Image.fromarray(rgb).resize((nw, nh), resample))
     top, left = int(round((nh - th) / 2.0)), int(round((nw - tw) / 2.0))
     return np.ascontiguousarray(rgb[top:top + th, left:left + tw])
 

@@ -1,7 +1,8 @@
 """ONNX export of a ``DetectionModel``: one graph, input ``images`` ``(B, 3, H, W)`` float32 RGB in [0, 1], output
 ``output0``: ``(B, 4+nc, A)`` xywh boxes in input pixels + class probabilities, or, with ``nms_free=True`` (YOLO26
 one-to-one head), ``(B, K, 6)`` ``[x1, y1, x2, y2, score, class]`` rows sorted by score (K = the smaller of the
-head's ``max_det`` and the number of anchors of the input, computed in the graph).
+head's ``max_det`` and the number of anchors of the input, computed in the graph); for a classifier ``(B, nc)``
+softmax probabilities (``max_det`` null; its recorded eval transform as ``classify_transforms``).
 
 The file carries what a runtime needs to use it standalone, as ``metadata_props`` whose values are JSON text:
 ``yolokit_version``, ``task``, ``names`` (``{"0": "person", ...}``), ``stride`` (``[8, 16, 32]``), ``imgsz``
@@ -86,7 +87,8 @@ def _trace_to_onnx(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_fre
     axes: dict[str, dict[int, str]] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     if dynamic:
         axes[INPUT_NAME].update({2: "height", 3: "width"})
-        axes[OUTPUT_NAME][1 if nms_free else 2] = "detections" if nms_free else "anchors"
+        if not _is_classifier(model):  # a classifier's (B, nc) output has no size-dependent axis
+            axes[OUTPUT_NAME][1 if nms_free else 2] = "detections" if nms_free else "anchors"
     buffer = io.BytesIO()
     dummy = torch.zeros(1, 3, *shape_hw)
     try:
@@ -103,6 +105,11 @@ def _trace_to_onnx(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_fre
     return buffer.getvalue()
 
 
+def _is_classifier(model: Any) -> bool:
+    """A classification head (``Classify``: ``(B, nc)`` probabilities) rather than a detection head."""
+    return not hasattr(model.head, "max_det")
+
+
 def _metadata(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bool) -> dict[str, str]:
     """The ``metadata_props`` written into the file (every value JSON text)."""
     import yolokit
@@ -117,15 +124,20 @@ def _metadata(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bo
         "dynamic": bool(dynamic),
         "nms_free": bool(nms_free),
         "end2end": bool(model.end2end),
-        "max_det": int(model.head.max_det),
+        "max_det": None if _is_classifier(model) else int(model.head.max_det),
         "spec": model.spec,
     }
+    transforms = (getattr(model, "metadata", None) or {}).get("classify_transforms")
+    if transforms:  # a classifier's recorded eval transform (resize, crop, mean, std)
+        values["classify_transforms"] = transforms
     return {key: json.dumps(value, default=str) for key, value in values.items()}
 
 
 def _output_dims(model: Any, shape_hw: tuple[int, int], dynamic: bool, nms_free: bool) -> dict[int, int]:
     """The output dimensions known at export time: ``{1: 4+nc}`` (+ ``{2: A}`` when static), or ``{2: 6}`` (+ ``{1: K}``
     when static) for the NMS-free head."""
+    if _is_classifier(model):
+        return {1: int(model.nc)}
     anchors = sum((shape_hw[0] // int(s)) * (shape_hw[1] // int(s)) for s in model.stride.tolist())
     if nms_free:
         return {2: 6} if dynamic else {1: min(int(model.head.max_det), anchors), 2: 6}

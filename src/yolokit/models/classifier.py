@@ -37,7 +37,9 @@ class ClassificationModel(nn.Module):
         spec: the resolved spec (``self.spec``; not in the state_dict).
         channels: input image channels.
 
-    Plain attributes (not in the state_dict): ``spec``, ``names`` (``{0: "0", ...}`` until set), ``nc``,
+    BatchNorm layers use PyTorch's defaults (eps ``1e-5``, momentum 0.1) as the reference's classifiers do, or
+    ``spec["bn_eps"]`` when an imported checkpoint records another eps. Plain attributes (not in the state_dict):
+    ``spec``, ``names`` (``{0: "0", ...}`` until set), ``nc``,
     ``stride`` (``tensor([1.])``, as the reference records for classifiers: any input size works, the head pools
     globally), ``end2end`` (False).
     """
@@ -56,9 +58,10 @@ class ClassificationModel(nn.Module):
         self.names: dict[int, str] = {i: str(i) for i in range(self.nc)}
         self.end2end = False
         self.stride = torch.tensor([1.0])
+        eps = float(spec.get("bn_eps", CLS_BN_EPS))  # an imported checkpoint may record another eps
         for module in self.modules():
             if isinstance(module, nn.BatchNorm2d):
-                module.eps, module.momentum = CLS_BN_EPS, CLS_BN_MOMENTUM
+                module.eps, module.momentum = eps, CLS_BN_MOMENTUM
 
     @property
     def head(self) -> Classify:

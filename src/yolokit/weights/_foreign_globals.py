@@ -201,9 +201,14 @@ _RECORD_CLASSES = {
     "torch.nn.modules.flatten": "Flatten",
     "torch.nn.modules.padding": "ZeroPad2d",
     "torch.nn.modules.loss": "BCEWithLogitsLoss BCELoss MSELoss L1Loss SmoothL1Loss CrossEntropyLoss",
+    # a classifier's recorded eval transform (model.transforms): read by weights._foreign_transforms, never run
+    "torchvision.transforms.transforms": "Compose Resize CenterCrop ToTensor Normalize",
+    "torchvision.transforms.functional": "InterpolationMode",
+    "ultralytics.data.augment": "CenterCrop ToTensor ClassifyLetterBox",
 }
 _ALIASES = {
-    "ultralytics.yolo.utils.loss": "ultralytics.utils.loss", "ultralytics.yolo.utils.tal": "ultralytics.utils.tal"
+    "ultralytics.yolo.utils.loss": "ultralytics.utils.loss", "ultralytics.yolo.utils.tal": "ultralytics.utils.tal",
+    "ultralytics.yolo.data.augment": "ultralytics.data.augment",
 }  # fmt: skip
 _NAMESPACES = ("ultralytics.utils.IterableSimpleNamespace", "ultralytics.yolo.utils.IterableSimpleNamespace",
                "types.SimpleNamespace")  # fmt: skip

@@ -245,10 +245,28 @@ def build_import_metadata(ckpt: dict, model: ModuleRecord, path: str | Path, sha
     for key in ("train_metrics", "best_fitness"):
         if ckpt.get(key) is not None:
             provenance[key] = to_plain(ckpt[key])
+    transforms = _classify_import(model, spec)
     raw = {
         "format_version": FORMAT_VERSION, "task": model_task(model), "spec": spec, "names": names,
         "stride": to_plain(model.attributes.get("stride")), "imgsz": _imgsz(train_args),
         "yolokit_version": yolokit.__version__, "created": utc_now_iso(), "parent_sha256": sha256,
         "provenance": provenance,
     }  # fmt: skip
+    if transforms:
+        raw["classify_transforms"] = transforms
+        if not isinstance(train_args.get("imgsz"), int) and isinstance(transforms.get("crop"), int):
+            raw["imgsz"] = transforms["crop"]
     return normalize_metadata(raw, source=str(path))
+
+
+def _classify_import(model: ModuleRecord, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """A classifier's recorded eval transform (``model.transforms``) and, when not PyTorch's default, its BatchNorm
+    eps (into ``spec['bn_eps']``): read from the inert records, nothing run."""
+    if model_task(model) != "classify":
+        return None
+    from yolokit.weights._foreign_transforms import batchnorm_eps, transform_metadata
+
+    eps = batchnorm_eps(model)
+    if eps is not None and abs(eps - 1e-5) > 1e-12:
+        spec["bn_eps"] = eps
+    return transform_metadata(model.attributes.get("transforms"))

@@ -37,7 +37,7 @@ def load_weights(path: str | Path) -> DetectionModel:
 
 def build_from_weights(weights: WeightsFile) -> DetectionModel:
     """The model described by a ``WeightsFile``'s metadata, with its tensors loaded (strict), in eval mode."""
-    from yolokit.models.builder import build_model
+    from yolokit.tasks import get_task
     from yolokit.weights.native import check_fit
 
     if not weights.metadata:
@@ -46,6 +46,7 @@ def build_from_weights(weights: WeightsFile) -> DetectionModel:
             "be built from it; build the model first and copy the tensors with transfer_weights(model, path)"
         )
     names = weights.metadata["names"]
+    build_model = get_task(weights.metadata.get("task") or "detect").load("build_model")  # the task's builder
     model = build_model(weights.metadata["spec"], num_classes=len(names))
     check_fit(weights.path, model.state_dict(), weights.state_dict, strict=True)
     model.load_state_dict(weights.state_dict, strict=True)

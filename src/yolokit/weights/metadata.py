@@ -4,7 +4,8 @@ A metadata dict (plain JSON types) has these keys:
 
 - ``format_version`` (int): the weights-file schema version, currently ``1``. A file with a newer version is refused
   with a message to upgrade yolokit.
-- ``task`` (str): the model's task, one of ``TASKS`` (``"detect"``); it comes from the model when saving.
+- ``task`` (str): the model's task, one of ``TASKS`` (``"detect"``, ``"classify"``); it comes from the model when
+  saving.
 - ``spec`` (dict): the architecture (layer rows and scales) as returned by ``models.spec.load_spec``.
 - ``names`` (dict): class index -> class name. ``dict[int, str]`` in Python, ``{"0": "person"}`` in files.
 - ``stride`` (list[int]): the head strides, e.g. ``[8, 16, 32]``.
@@ -28,7 +29,7 @@ from typing import Any
 from yolokit.errors import WeightsError
 
 FORMAT_VERSION = 1
-TASKS = ("detect",)
+TASKS = ("detect", "classify")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import logging
 import shutil
 
 import pytest
 import torch
 import yaml
 
-from train.train_helpers import assert_same_tensors, run_tensors, tiny_data, tiny_model, train_tiny
+from train.train_helpers import TINY_E2E, assert_same_tensors, run_tensors, tiny_data, tiny_model, train_tiny
 from yolokit.config import make_config
 from yolokit.errors import ConfigError
 from yolokit.train.api import train
@@ -125,6 +126,18 @@ def test_early_stop_freeze_parent_sha_and_numbered_run_dirs(base, data, tmp_path
     for key in ("model.0.conv.weight", "model.1.bn.weight", "model.1.bn.running_mean"):  # frozen, BN held in eval
         assert torch.allclose(last.state_dict[key], start[key], rtol=1e-6, atol=1e-7), key
     assert not torch.allclose(last.state_dict["model.2.conv.weight"], start["model.2.conv.weight"])
+
+
+def test_pretrained_path_transfers_into_the_spec(data, tmp_path, caplog):
+    source = tiny_model(TINY_E2E)
+    source.names = {0: "triangle", 1: "square", 2: "rectangle"}  # two classes shared with the dataset, elsewhere
+    path = save_weights(source, tmp_path / "pretrained.safetensors")
+    with caplog.at_level(logging.INFO, logger="yolokit.train.transfer"):
+        _, metrics = train_tiny(data, tmp_path, "ft", spec=TINY_E2E, epochs=1, pretrained=str(path))
+    assert "Transferred" in caplog.text and "triangle (0 -> 2)" in caplog.text
+    meta = read_weights(tmp_path / "ft" / "weights" / "last.safetensors").metadata
+    assert meta["parent_sha256"] == sha256_file(path) and meta["provenance"]["parent"] == str(path)
+    assert meta["names"] == {0: "rectangle", 1: "ellipse", 2: "triangle"} and metrics["epochs"] == 1
 
 
 def test_train_needs_data():

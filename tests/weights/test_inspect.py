@@ -107,7 +107,7 @@ def test_unsafe_file_is_inspectable_and_not_executed(tmp_path: pathlib.Path, wra
 
 def test_yolov5_file_is_reported(tmp_path: pathlib.Path) -> None:
     report = inspect_weights(fake_torch_save({"model": Obj(Fake("models.yolo", "Model"), {})}, tmp_path / "v5.pt"))
-    assert report["safety"]["verdict"] == "unsafe" and "YOLOv5" in report["error"]
+    assert report["safety"]["verdict"] == "unsupported" and "YOLOv5 import is not supported yet" in report["error"]
 
 
 def test_unreadable_contents_are_reported_not_raised(tmp_path: pathlib.Path) -> None:

@@ -182,7 +182,7 @@ class TrainDataset(torch.utils.data.Dataset):
                 result[0].flags.writeable = False  # shared with the workers: never modified in place
                 self._cache.append(result)
         size = sum(item[0].nbytes for item in self._cache if item is not None)
-        logger.info(f"Cached {count - len(self._unreadable)} {self.split} images in RAM ({size / 2**20:.0f} MiB)")
+        logger.info(f"Cached {count - len(self._unreadable)} {self.split} images in RAM ({size / 1e6:.0f} MB)")
 
     def _decode(self, index: int) -> tuple[np.ndarray, tuple[int, int], int]:
         """``(resized image BGR, original (h0, w0), index used)`` of image ``index``, or of the next one that

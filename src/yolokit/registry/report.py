@@ -18,7 +18,9 @@ __all__ = ["format_list", "format_version", "format_history_line", "format_linea
 def _size(n: int | None) -> str:
     if n is None:
         return "?"
-    return f"{n / 2**20:.2f} MB" if n >= 2**20 else f"{n / 2**10:.1f} KB"
+    from yolokit.utils.io import format_size
+
+    return format_size(n)
 
 
 def _value(value: Any, width: int = 0) -> str:

@@ -14,6 +14,14 @@ from typing import IO, Any
 CACHE_ENV = "YOLOKIT_CACHE_DIR"
 
 
+def format_size(num_bytes: int | float) -> str:
+    """A file size in yolokit's one unit, MB = 10**6 bytes (as the CLI and docs print it): ``"9.61 MB"``; sizes
+    under 0.01 MB in kB (10**3 bytes): ``"3.2 kB"``."""
+    if num_bytes < 10_000:
+        return f"{num_bytes / 1e3:.1f} kB"
+    return f"{num_bytes / 1e6:.2f} MB"
+
+
 def cache_root() -> Path:
     """yolokit's cache folder: ``$YOLOKIT_CACHE_DIR``, else ``~/.cache/yolokit`` (downloads, exported graphs)."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolokit")

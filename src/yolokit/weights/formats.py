@@ -159,7 +159,12 @@ def _probe_archive(path: Path, handle: BinaryIO, size: int) -> OpenedWeights:
         source.format = "ultralytics-pt"  # its globals are checked by the reader (YOLOv5, refused names)
         return source
     foreign = [ref.qualname for ref in scan.globals if not _is_native_global(ref)]
-    if foreign:
+    from yolokit.weights.families import unsupported_message
+
+    family = unsupported_message(scan.globals, path) if foreign else None
+    if family is not None:  # e.g. a YOLOv5-repository checkpoint: said in words (weights.families)
+        source.problem = WeightsError(family)
+    elif foreign:
         source.problem = UnsafeWeightsError(
             f"{path}: torch pickle references {', '.join(foreign[:5])}, which is neither a yolokit nor an "
             "Ultralytics checkpoint; nothing was executed; only load files from sources you trust"

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from yolokit.eval.reference_api import ReferenceMetricsMixin
 from yolokit.utils.io import atomic_write_json
 
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)  # identical to COCOeval Params.iouThrs
@@ -283,12 +284,14 @@ def f1_score(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class DetectionMetrics:
+class DetectionMetrics(ReferenceMetricsMixin):
     """Validation result. AP values are COCO's (-1 = undefined: no ground truth in that area range).
 
     ``precision``, ``recall`` and ``f1`` are class means at ``conf_threshold``, the confidence that maximises the
     (smoothed) mean F1 over the classes with ground truth, from IoU-0.5 matches. ``confusion`` is (nc+1, nc+1),
-    rows = predicted class, columns = true class, last row/column = background. ``speed`` is ms per image.
+    rows = predicted class, columns = true class, last row/column = background. ``speed`` is ms per image;
+    ``save_dir`` the run directory the validator wrote to (None when nothing was written). The reference's names
+    (``metrics.box.map``, ``.maps``, ``.results_dict``, ...) come from :class:`ReferenceMetricsMixin`.
     """
 
     names: dict[int, str]
@@ -309,6 +312,7 @@ class DetectionMetrics:
     num_images: int = 0
     num_instances: int = 0
     curves: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    save_dir: Path | None = None
 
     @property
     def fitness(self) -> float:

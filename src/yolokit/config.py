@@ -54,13 +54,14 @@ __all__ = [
     "ENGINES", "EXPORT_FORMATS", "MAX_IMGSZ", "REFERENCE_ONLY", "Settings", "InferenceConfig", "PredictConfig",
     "ValConfig", "ExportConfig", "InfoConfig", "make_config", "config_keys", "flat_config", "group", "check_range",
     "check_choice", "check_imgsz", "check_device", "fit_imgsz", "parse_key_values", "convert_value",
-    "unknown_key_message",
+    "unknown_key_message", "close_matches", "edit_distance",
 ]  # fmt: skip
 
 C = TypeVar("C")
 
 ENGINES = ("auto", "eager", "channels_last", "jit", "onnxruntime")  # inference engines (see yolokit.backends)
-EXPORT_FORMATS = ("onnx", "safetensors", "pt")
+EXPORT_FORMATS = ("onnx", "torchscript", "safetensors", "pt")
+CALIB_METHODS = ("minmax", "percentile", "entropy")  # INT8 calibration (ONNX Runtime)
 
 # Settings of the reference implementation that yolokit does not have: a clear word instead of a "did you mean".
 REFERENCE_ONLY = {
@@ -80,10 +81,40 @@ REFERENCE_ONLY = {
     "simplify": "the ONNX graph is written as exported (no onnxslim pass)",
     "optimize": "TorchScript mobile optimization is not available; export format=onnx",
     "cfg": "settings are key=value words (no settings YAML)",
+    "mode": "the mode is the first word: yolokit predict|val|export|info ... key=value",
+    "time": "training length is set in epochs",
+    "profile": "per-layer profiling is not available; see benchmarks/ for speed measurements",
+    "compile": "torch.compile is not used; engine=jit traces and freezes the model instead",
+    "channels_last": "use engine=channels_last",
+    "multi_scale": "multi-scale training is not available",
+    "dropout": "dropout is a classification-training setting yolokit does not have",
+    "overlap_mask": "yolokit predicts boxes (no segmentation masks)",
+    "mask_ratio": "yolokit predicts boxes (no segmentation masks)",
+    "pose": "pose estimation is not supported",
+    "kobj": "pose estimation is not supported",
+    "rle": "pose estimation is not supported",
+    "angle": "oriented boxes (obb) are not supported",
+    "workspace": "TensorRT export is not available; export format=onnx",
+    "quantize": "export int8=True",
+    "keras": "Keras/TensorFlow export is not available; export format=onnx",
+    "distill_model": "distillation is not available",
+    "bgr": "images are always fed as RGB, as the weights expect",
+    "cutmix": "training augmentations are mosaic, mixup, HSV, flips and affine (see docs/training.md)",
+    "copy_paste": "copy-paste needs segmentation masks, which yolokit does not train",
+    "copy_paste_mode": "copy-paste needs segmentation masks, which yolokit does not train",
+    "auto_augment": "classification auto-augment is not available",
+    "erasing": "classification random erasing is not available",
+    "cls_remap": "class rows are matched by name when fine-tuning (see docs/training.md)",
+    "task": "the task comes from the weights; pass YOLO(source, task=...) or 'yolokit TASK MODE ...' to insist",
+    "source": "the source is the first argument: model.predict(source) (CLI: yolokit predict source=...)",
+    "cache": "images are read from disk (there is no cache= setting)",
+    **dict.fromkeys(("dis", "cls_pw", "dlog", "dgrad", "dlam"), "a loss setting yolokit's losses do not have"),
 }
 # Names other YOLO code bases use for yolokit's keys.
-ALIASES = {"conf_thres": "conf", "confidence": "conf", "iou_thres": "iou", "img_size": "imgsz", "img": "imgsz",
-           "batch_size": "batch", "max_detections": "max_det", "agnostic": "agnostic_nms"}
+ALIASES = {"conf_thres": "conf", "conf_thresh": "conf", "confidence": "conf", "iou_thres": "iou", "iou_thresh": "iou",
+           "img_size": "imgsz", "img": "imgsz", "image_size": "imgsz", "batch_size": "batch",
+           "max_detections": "max_det", "agnostic": "agnostic_nms", "line_thickness": "line_width",
+           "weights": "model"}
 
 
 
@@ -155,8 +186,8 @@ class ValConfig(InferenceConfig):
     data: str = ""  # dataset YAML (or COCO JSON) path
     split: str = "val"  # train / val / test
     rect: bool = True  # rectangular (minimal padding) batches
-    plots: bool = True
-    save_json: bool = True
+    plots: bool = True  # confusion matrix, PR/F1/P/R curves and batch mosaics in the run directory
+    save_json: bool = True  # write predictions.json (COCO results format)
     workers: int = 0  # data-loading threads (0: in the main thread)
 
     def check(self) -> None:
@@ -166,16 +197,26 @@ class ValConfig(InferenceConfig):
 
 @dataclass(frozen=True)
 class ExportConfig(Settings):
-    """Export settings: ``format`` onnx | safetensors | pt."""
+    """Export settings: ``format`` onnx | torchscript | safetensors | pt (INT8, FP16, embedded NMS: ONNX)."""
 
-    format: str = "onnx"
-    file: str = ""  # output path; default: beside the weights (or ./<model>.<ext>)
+    format: str = "onnx"  # onnx | torchscript | safetensors | pt
+    file: str = ""  # output path; default: beside the weights (or ./<model>.<ext>; INT8: <stem>_int8.onnx)
     imgsz: int = 640  # traced input size (ONNX); any multiple of the stride with dynamic=True
     dynamic: bool = True  # ONNX: dynamic batch/height/width
     nms: bool = True  # ONNX, YOLO26: False exports the NMS-free end-to-end head instead
-    half: bool = False  # fp16 tensors (safetensors / pt)
-    int8: bool = False  # INT8 quantization (not available yet)
-    opset: int = 17
+    half: bool = False  # fp16: ONNX float16 inside (float32 in/out), or fp16 tensors (safetensors / pt)
+    int8: bool = False  # ONNX INT8 post-training quantization (needs data=); mAP budget enforced
+    opset: int = 17  # ONNX opset version
+    data: str = ""  # dataset YAML: INT8 calibration (train) and budget (val) images; the parity check's image
+    calib_images: int = 300  # INT8: calibration images from the train split (fewer: a warning, recorded)
+    calib_method: str = "minmax"  # INT8: minmax | percentile | entropy
+    int8_budget: float = 1.0  # INT8: largest mAP50-95 drop vs FP32, in points (1.0 = 0.01 mAP)
+    force: bool = False  # INT8: write the file even when the budget is not met (flagged in its metadata)
+    embed_nms: bool = False  # ONNX: NMS in the graph, output (B, max_det, 6) [x1, y1, x2, y2, score, class]
+    conf: float = 0.25  # embedded NMS: score threshold (baked into the file)
+    iou: float = 0.7  # embedded NMS: IoU threshold
+    max_det: int = 300  # embedded NMS: detections per image
+    agnostic_nms: bool = False  # embedded NMS: one NMS over all classes
 
     def check(self) -> None:
         if self.format not in EXPORT_FORMATS:
@@ -183,6 +224,30 @@ class ExportConfig(Settings):
                               "e.g. format='onnx'")
         check_imgsz("imgsz", self.imgsz)
         self.check_range("opset", ge=7)
+        self.check_range("calib_images", ge=1)
+        self.check_choice("calib_method", CALIB_METHODS)
+        self.check_range("int8_budget", ge=0)
+        self.check_range("conf", ge=0, le=1)
+        self.check_range("iou", ge=0, le=1)
+        self.check_range("max_det", ge=1)
+        self._check_combinations()
+
+    def _check_combinations(self) -> None:
+        onnx_only = [key for key in ("int8", "embed_nms") if getattr(self, key)]
+        if onnx_only and self.format != "onnx":
+            raise ConfigError(f"{onnx_only[0]}=True is an ONNX export option, got format={self.format!r}: pass "
+                              "format=onnx")
+        if self.int8 and self.half:
+            raise ConfigError("int8=True and half=True exclude each other: pass one of them")
+        if self.int8 and not self.data:
+            raise ConfigError("int8=True needs data=path/to/data.yaml (calibration images from its train split, "
+                              "the accuracy budget on its val split)")
+        if self.embed_nms and not self.nms:
+            raise ConfigError("embed_nms=True appends NMS to the one-to-many head, got nms=False (the NMS-free head, "
+                              "whose output is already final): drop embed_nms or pass nms=True")
+        if self.half and self.format == "torchscript":
+            raise ConfigError("half=True is not available for format=torchscript (fp16 TorchScript runs on GPUs "
+                              "only): export fp32, or format=onnx half=True")
 
 
 @dataclass(frozen=True)
@@ -190,7 +255,7 @@ class InfoConfig(Settings):
     """Model summary settings."""
 
     model: str = ""
-    detailed: bool = False
+    detailed: bool = False  # also one row per parameter tensor (shape, mean, std, dtype)
     imgsz: int = 640  # input size the GFLOPs are counted at
     verbose: bool = True
 
@@ -225,14 +290,41 @@ def make_config(cls: type[C], overrides: dict[str, Any] | None = None, /, **kwar
     return construct_settings(cls, tree)
 
 
-def unknown_key_message(key: str, known: list[str], mode: str) -> str:
-    """One line for an unknown key: a reference-only setting says so; otherwise a close match or the valid keys."""
+def unknown_key_message(key: str, known: list[str], mode: str, elsewhere: dict[str, list[str]] | None = None) -> str:
+    """One line for an unknown key, most specific first: a key of another mode (``elsewhere``: mode -> keys) says
+    where it belongs; a reference-only setting says it is not supported and what to do; a known alias or a key a
+    typo away (:func:`close_matches`) is suggested; otherwise the valid keys are listed."""
+    owners = [other for other, keys in (elsewhere or {}).items() if other != mode and key in keys]
+    if owners:
+        return (f"{mode} has no setting '{key}': it is a setting of {' and '.join(owners)} (yolokit {owners[0]} ... "
+                f"{key}=...)")
     if key in REFERENCE_ONLY:
         return f"{mode} setting '{key}' (of the reference implementation) is not supported by yolokit: " + \
             REFERENCE_ONLY[key]
     alias = ALIASES.get(key)
-    close = [alias] if alias in known else difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    close = [alias] if alias in known else close_matches(key, known)
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(known)}"
     return f"unknown {mode} setting '{key}': {hint}"
 
 
+def close_matches(word: str, candidates: list[str], n: int = 1) -> list[str]:
+    """The ``n`` candidates a typo away from ``word``, closest first: at most 1 edit (insert, delete, replace, or
+    swap two neighbours) for words up to 4 characters, 2 up to 8, 3 beyond. ``cnf`` -> ``conf``, ``imgsize`` ->
+    ``imgsz``; ``show`` -> nothing (``show_conf`` is 5 edits away), ``augment`` -> nothing."""
+    limit = 1 if len(word) <= 4 else 2 if len(word) <= 8 else 3
+    scored = [(edit_distance(word, c), -difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates]
+    return [c for d, _, c in sorted(s for s in scored if s[0] <= limit)][:n]
+
+
+def edit_distance(a: str, b: str) -> int:
+    """Optimal-string-alignment distance: insertions, deletions, replacements and swaps of neighbours, each 1."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], prev2[j - 2] + 1)
+        prev2, prev = prev, row
+    return prev[-1]

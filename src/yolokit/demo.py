@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+FRESH_SPEC = "yolo26n.yaml"  # the model trained from scratch when no weights are given
 
 
 def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
@@ -27,12 +28,12 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
     # backgrounds, the generator's default mix, are new to it and cost it most of its mAP).
     data_yaml = make_synthetic_dataset(out / "data", n_train=16, n_val=24, imgsz=320, seed=0, backgrounds=("noise",))
 
-    logger.info("[2/7] load weights (%s)", weights or "yolo26n.yaml, random init")
+    logger.info("[2/7] load weights (%s)", weights or "yolo26n.yaml, random init, the dataset's classes")
     if weights:
         from yolokit.weights.inspect import format_inspect, inspect_weights
 
         logger.info(format_inspect(inspect_weights(weights)))
-    model = YOLO(weights or "yolo26n.yaml")
+    model = YOLO(weights) if weights else _fresh_model(data_yaml)
 
     logger.info("[3/7] info")
     model.info()
@@ -72,3 +73,14 @@ def run_demo(out: Path, weights: str | None = None) -> dict[str, float]:
                "mAP50": metrics.map50, "onnx mAP50-95": exported.map}
     logger.info("Demo done: %s (outputs in %s)", ", ".join(f"{k} {v:.3g}" for k, v in summary.items()), out)
     return summary
+
+
+def _fresh_model(data_yaml: Path):
+    """A random-init YOLO26n with the dataset's classes (the 80-class default could not validate on 3 classes)."""
+    from yolokit.data.dataset import load_data_config
+    from yolokit.model import YOLO
+
+    names = load_data_config(data_yaml).names
+    model = YOLO(FRESH_SPEC, num_classes=len(names))
+    model.model.names = dict(names)
+    return model

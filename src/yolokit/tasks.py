@@ -172,11 +172,11 @@ register_task(TaskSpec(
     build_model="yolokit.models.classifier:build_classifier",
     predictor="yolokit.predict.classify:ClassifyPredictor",
     validator="yolokit.eval.classify:validate_classifier",
-    trainer="yolokit.train.api:train",
+    trainer="yolokit.train.classify:train",
     results="yolokit.predict.classify_results:ClassifyResults",
     metrics="yolokit.eval.classify_metrics:ClassifyMetrics",
     predict_config="yolokit.config:PredictConfig",
     val_config="yolokit.config:ValConfig",
-    train_config="yolokit.train.config:TrainConfig",
+    train_config="yolokit.train.classify:ClassifyTrainConfig",
     description="image classification: one class distribution per image",
 ))

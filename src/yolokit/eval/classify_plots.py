@@ -1,7 +1,9 @@
-"""Classification plot: the (nc, nc) confusion matrix heat map (rows predicted, columns true; no background)."""
+"""Classification plots: the (nc, nc) confusion matrix heat map (rows predicted, columns true; no background) and
+the class histogram of a training set."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import numpy as np
 from yolokit.eval.plots import _new_figure, _save_figure
 from yolokit.utils.dist import is_main_process
 
-__all__ = ["plot_class_confusion"]
+__all__ = ["plot_class_confusion", "plot_class_counts"]
 
 
 def plot_class_confusion(matrix: np.ndarray, names: dict[int, str], path: str | Path,
@@ -42,4 +44,19 @@ def plot_class_confusion(matrix: np.ndarray, names: dict[int, str], path: str | 
     ax.set_xlabel("True")
     ax.set_ylabel("Predicted")
     ax.set_title("Confusion Matrix" + (" Normalized" if normalize else ""))
+    return _save_figure(fig, Path(path))
+
+
+def plot_class_counts(labels: Sequence[int], names: dict[int, str], path: str | Path) -> Path | None:
+    """Bar chart of the number of images per class (a classification set's ``labels.png``), main process only."""
+    if not is_main_process():
+        return None
+    counts = np.bincount(np.asarray(list(labels), dtype=np.int64), minlength=len(names))[: len(names)]
+    fig = _new_figure((max(5.0, 0.3 * len(names) + 2), 4.0))
+    ax = fig.add_subplot()
+    ax.bar(range(len(names)), counts, color="#4363D8")
+    if len(names) <= 40:
+        ax.set_xticks(range(len(names)), [str(names[k]) for k in sorted(names)], rotation=90 if len(names) > 10 else 0)
+    ax.set_ylabel("images")
+    ax.set_title(f"{int(counts.sum())} images, {len(names)} classes")
     return _save_figure(fig, Path(path))

@@ -59,7 +59,8 @@ def deterministic_mode(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2], saved[3]
 
 
-def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = None) -> tuple[nn.Module, dict]:
+def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = None,
+          trainer_cls: type[Trainer] = Trainer) -> tuple[nn.Module, dict]:
     """Train ``model`` with ``config`` (or resume the run ``config.resume`` names) -> ``(best model, metrics)``.
 
     Args:
@@ -67,20 +68,22 @@ def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = 
             (kept, adapted to the dataset's classes). Ignored when resuming (the run's own state is used).
         config: the settings.
         parent: the weights file ``model`` was loaded from: its sha256 becomes the saved weights' ``parent_sha256``.
+        trainer_cls: the task's trainer (``Trainer`` for detection; ``yolokit.train.classify`` passes its own): it
+            gives the dataset's class names, the data, loss, validation and metric summary of the task.
 
     Returns:
         The best weights (fitness = mAP50-95) in a new model (eval mode, ``metadata`` of the saved file), and a dict
         ``{precision, recall, map50, map, fitness, best_epoch, epochs, save_dir}`` of their final evaluation.
     """
     if config.resume:
-        return _resume(config)
+        return _resume(config, trainer_cls)
     if not config.data:
         raise ConfigError("train needs a dataset: pass data=path/to/data.yaml")
     with deterministic_mode(config.deterministic):
         seed_everything(config.seed)
-        model, metadata, report = _prepare_model(model, config, parent)
+        model, metadata, report = _prepare_model(model, config, parent, trainer_cls)
         run_dir = _run_dir(config)
-        trainer = Trainer(model, config, run_dir=run_dir, freeze_report=report, metadata=metadata)
+        trainer = trainer_cls(model, config, run_dir=run_dir, freeze_report=report, metadata=metadata)
         logger.info("Logging results to %s; training for %d epochs", run_dir, config.epochs)
         trainer.train()
         return _finish(trainer)
@@ -91,15 +94,14 @@ def _has_weights(model: nn.Module, parent: str | Path | None) -> bool:
     return parent is not None or bool(getattr(model, "metadata", None))
 
 
-def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | None) -> tuple[nn.Module, dict, Any]:
+def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | None,
+                   trainer_cls: type[Trainer] = Trainer) -> tuple[nn.Module, dict, Any]:
     """The model for the dataset's classes, frozen as asked -> ``(model, weights metadata, FreezeReport)``."""
-    from yolokit.data.dataset import load_data_config
-    from yolokit.models.builder import build_model
     from yolokit.train.freeze import freeze_layers
-    from yolokit.train.transfer import prepare_for_training
+    from yolokit.train.transfer import model_builder, prepare_for_training
     from yolokit.utils.io import sha256_file
 
-    names = load_data_config(config.data).names
+    names = trainer_cls.dataset_names(config.data)
     parent_sha = None
     if isinstance(config.pretrained, str):
         model, _ = prepare_for_training(config.pretrained, names, spec=model.spec)
@@ -108,7 +110,7 @@ def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | N
         model, _ = prepare_for_training(model, names)
         parent_sha = sha256_file(parent) if parent is not None else None
     else:
-        model = build_model(model.spec, num_classes=len(names))
+        model = model_builder(model.spec)(model.spec, num_classes=len(names))
         model.names = dict(names)
         model.metadata = {}
         logger.info("Training from random weights (initialised with seed=%d)", config.seed)
@@ -143,16 +145,21 @@ def _finish(trainer: Trainer) -> tuple[nn.Module, dict]:
                                "save_dir": str(trainer.run_dir)}
     if trainer.val_split is not None:
         metrics = trainer.validate(model, final=True)
-        summary.update(precision=float(metrics.precision), recall=float(metrics.recall), map50=float(metrics.map50),
-                       map=float(metrics.map), fitness=float(metrics.fitness))
+        summary.update(trainer.metrics_summary(metrics))
     logger.info("Training done: %d epochs; best weights %s; results in %s", summary["epochs"], best_path,
                 trainer.run_dir)
     return model, summary
 
 
+def _given_values(config: TrainConfig) -> dict[str, Any]:
+    """The settings the user gave, as plain values (to rebuild them in another task's settings class)."""
+    values = config.to_dict()
+    return {key: values[key] for key in config.given}
+
+
 def _resume_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
     """The saved run's settings; the keys of ``RESUME_OVERRIDES`` may be changed, any other given key must match."""
-    saved = TrainConfig.restore(state["config"], state["given"])
+    saved = type(config).restore(state["config"], state["given"])
     for key in sorted(config.given - set(RESUME_OVERRIDES)):
         if getattr(config, key) != getattr(saved, key):
             raise ConfigError(f"resume continues a run with its own settings, but {key}={getattr(config, key)!r} "
@@ -160,16 +167,21 @@ def _resume_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
     values = saved.to_dict()
     values.update({k: getattr(config, k) for k in config.given & (set(RESUME_OVERRIDES) - {"resume", "model"})})
     values["resume"] = False
-    return TrainConfig.restore(values, saved.given)
+    return type(config).restore(values, saved.given)
 
 
-def _resume(config: TrainConfig) -> tuple[nn.Module, dict]:
-    from yolokit.models.builder import build_model
+def _resume(config: TrainConfig, trainer_cls: type[Trainer] = Trainer) -> tuple[nn.Module, dict]:
+    from yolokit.config import make_config
+    from yolokit.tasks import get_task
     from yolokit.train.checkpoint import load_state, state_path_for
     from yolokit.train.freeze import FreezeReport
+    from yolokit.train.transfer import model_builder
 
     path = state_path_for(config.resume, config.model)
     state = load_state(path)
+    if state.get("task", "detect") != trainer_cls.task:  # a run of another task: its own trainer resumes it
+        entry = get_task(state["task"])
+        return entry.load("trainer")(None, make_config(entry.load("train_config"), _given_values(config)))
     cfg = _resume_config(config, state)
     run_dir = path.parent.parent
     if state["finished"]:
@@ -177,7 +189,7 @@ def _resume(config: TrainConfig) -> tuple[nn.Module, dict]:
                           f"resume: train again from model={run_dir / 'weights' / 'last.safetensors'} instead")
     logger.info("Resuming %s from epoch %d/%d", run_dir, state["epoch"] + 2, cfg.epochs)
     with deterministic_mode(cfg.deterministic):
-        model = build_model(state["spec"], num_classes=len(state["names"]))
+        model = model_builder(state["spec"])(state["spec"], num_classes=len(state["names"]))
         model.names = {int(k): v for k, v in state["names"].items()}
         params = dict(model.named_parameters())
         for name in state["frozen"]["names"]:
@@ -186,7 +198,7 @@ def _resume(config: TrainConfig) -> tuple[nn.Module, dict]:
                               sum(p.numel() for p in params.values() if p.requires_grad),
                               sum(p.numel() for p in params.values() if not p.requires_grad),
                               tuple(state["frozen"]["bn"]))
-        trainer = Trainer(model, cfg, run_dir=run_dir, freeze_report=report, metadata=state["metadata"])
+        trainer = trainer_cls(model, cfg, run_dir=run_dir, freeze_report=report, metadata=state["metadata"])
         if state["choice"] != {k: getattr(trainer.choice, k) for k in state["choice"]}:
             raise ConfigError(f"the resumed run would use {trainer.choice}, the saved one used {state['choice']}: "
                               "resume with the same dataset and settings")

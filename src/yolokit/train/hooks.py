@@ -77,9 +77,9 @@ class EpochSetupHook(HookBase):
     def before_epoch(self) -> None:
         t = self.trainer
         t.loader.set_epoch(t.epoch)
-        close = t.config.close_mosaic
+        close = getattr(t.config, "close_mosaic", 0)  # datasets without mosaic (classification) have no switch
         mosaic = not (close and t.epoch >= t.epochs - close)
-        if t.train_dataset.mosaic != mosaic:
+        if hasattr(t.train_dataset, "set_mosaic") and t.train_dataset.mosaic != mosaic:
             if not mosaic:
                 logger.info("Closing mosaic for the last %d epochs (close_mosaic=%d)", t.epochs - t.epoch, close)
             t.train_dataset.set_mosaic(mosaic)

@@ -54,19 +54,15 @@ class PlotsHook(HookBase):
     def before_train(self) -> None:
         t = self.trainer
         if self._enabled() and t.start_epoch == 0:
-            from yolokit.train import plots
-
-            plots.plot_labels(t.train_dataset.labels, t.model.names, t.run_dir / "labels.png")
+            t.plot_dataset_labels(t.run_dir / "labels.png")
 
     def after_step(self) -> None:
         t = self.trainer
-        close = t.config.close_mosaic
+        close = getattr(t.config, "close_mosaic", 0)
         first_closed = t.epochs - close if close and t.epochs > close else None
         if not self._enabled() or t.inner_iter >= PLOTTED_BATCHES or t.epoch not in (0, first_closed):
             return
-        from yolokit.train import plots
-
-        plots.plot_train_batch(t.last_batch, t.model.names, t.run_dir / f"train_batch{t.iteration}.jpg")
+        t.plot_batch(t.last_batch, t.run_dir / f"train_batch{t.iteration}.jpg")
 
 
 def results_row(trainer: Any, seconds: float) -> dict[str, float]:
@@ -75,9 +71,7 @@ def results_row(trainer: Any, seconds: float) -> dict[str, float]:
     row: dict[str, float] = {"epoch": t.epoch + 1, "time": round(seconds, 3)}
     losses = t.loss_mean.tolist() if t.loss_mean is not None else [math.nan] * len(t.loss_names)
     row.update({f"train/{name}": round(float(v), 5) for name, v in zip(t.loss_names, losses, strict=True)})
-    m = t.metrics
-    for key, attr in (("precision", "precision"), ("recall", "recall"), ("mAP50", "map50"), ("mAP50-95", "map")):
-        row[f"metrics/{key}(B)"] = round(float(getattr(m, attr)), 5) if m is not None else math.nan
+    row.update({key: round(value, 5) for key, value in t.metric_columns(t.metrics).items()})  # the task's columns
     for i, group in enumerate(t.optimizer.param_groups):
         row[f"lr/pg{i}"] = float(group["lr"])
     return row
@@ -87,7 +81,7 @@ class ResultsHook(HookBase):
     """After each epoch: its row in ``results.csv`` (a resumed run replaces rows of epochs it repeats),
     ``results.png``, and one line of the epoch table in the log."""
 
-    COLUMNS = ("P", "R", "mAP50", "mAP50-95", "lr", "seconds")
+    COLUMNS = ("P", "R", "mAP50", "mAP50-95", "lr", "seconds")  # detection's (trainer.metric_labels for others)
 
     def __init__(self) -> None:
         self._start = 0.0
@@ -109,10 +103,12 @@ class ResultsHook(HookBase):
 
     def _log(self, row: dict[str, float], header: bool) -> None:
         t = self.trainer
+        names = tuple(getattr(t, "metric_labels", self.COLUMNS[:-2]))
         if header:
-            logger.info("%11s" * (1 + len(t.loss_names) + len(self.COLUMNS)), "Epoch", *t.loss_names, *self.COLUMNS)
+            logger.info("%11s" * (3 + len(t.loss_names) + len(names)), "Epoch", *t.loss_names, *names, "lr",
+                        "seconds")
         values = [row[f"train/{n}"] for n in t.loss_names]
-        values += [row[f"metrics/{k}(B)"] for k in ("precision", "recall", "mAP50", "mAP50-95")]
+        values += [row[k] for k in t.metric_columns(None)]
         logger.info("%11s" + "%11.4g" * (len(values) + 1) + "%11.1f", f"{t.epoch + 1}/{t.epochs}", *values, t.lr(),
                     row["time"])
 

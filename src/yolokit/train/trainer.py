@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -113,6 +114,9 @@ class Trainer(TrainerBase):
         hooks: the hooks to run (default: :func:`default_hooks`).
     """
 
+    task = "detect"  # the task of the models this trainer trains (recorded in the training state)
+    metric_labels = ("P", "R", "mAP50", "mAP50-95")  # the epoch log's titles of metric_columns
+
     def __init__(self, model: nn.Module, config: TrainConfig, *, run_dir: Path, freeze_report: Any = None,
                  metadata: dict[str, Any] | None = None, hooks: list[HookBase] | None = None) -> None:
         super().__init__()
@@ -158,12 +162,49 @@ class Trainer(TrainerBase):
                     len(self.train_dataset), self.batches_per_epoch, cfg.batch, self.workers,
                     f"split '{self.val_split}'" if self.val_split else "nothing (no val split)", self.imgsz)
 
-    def _build_optimization(self) -> None:
+    def _build_loss(self) -> None:
+        """``loss_fn(preds, batch) -> (loss, items)`` and ``loss_names`` (a task's trainer overrides this)."""
         from yolokit.losses import build_loss
 
         cfg = self.config
         self.loss_fn = build_loss(self.model, {"box": cfg.box, "cls": cfg.cls, "dfl": cfg.dfl})
         self.loss_names = tuple(self.loss_fn.names)
+
+    @staticmethod
+    def dataset_names(data: str) -> dict[int, str]:
+        """The class names of the dataset ``data`` (a task's trainer overrides this)."""
+        from yolokit.data.dataset import load_data_config
+
+        return load_data_config(data).names
+
+    @staticmethod
+    def metrics_summary(metrics: Any) -> dict[str, float]:
+        """The numbers of a validation that the weights' metadata and the run's summary record."""
+        return {"precision": float(metrics.precision), "recall": float(metrics.recall), "map50": float(metrics.map50),
+                "map": float(metrics.map), "fitness": float(metrics.fitness)}
+
+    @staticmethod
+    def metric_columns(metrics: Any) -> dict[str, float]:
+        """``results.csv`` metric columns (NaN without a validation) -> values; the log shows the part after '/'."""
+        keys = (("precision", "precision"), ("recall", "recall"), ("mAP50", "map50"), ("mAP50-95", "map"))
+        return {f"metrics/{key}(B)": float(getattr(metrics, attr)) if metrics is not None else math.nan
+                for key, attr in keys}
+
+    def plot_dataset_labels(self, path: Path) -> None:
+        """``labels.png``: the label statistics of the training set."""
+        from yolokit.train import plots
+
+        plots.plot_labels(self.train_dataset.labels, self.model.names, path)
+
+    def plot_batch(self, batch: dict[str, Any], path: Path) -> None:
+        """``train_batch{i}.jpg``: a training batch with its labels."""
+        from yolokit.train import plots
+
+        plots.plot_train_batch(batch, self.model.names, path)
+
+    def _build_optimization(self) -> None:
+        cfg = self.config
+        self._build_loss()
         self.choice = choose_optimizer(cfg, len(self.train_dataset), len(self.model.names))
         total = self.batches_per_epoch * self.epochs
         accumulate = nominal_accumulate(cfg.nbs, cfg.batch, total)
@@ -258,9 +299,7 @@ class Trainer(TrainerBase):
         """The EMA weights with metadata: train args, this epoch's metrics, dataset fingerprint, parent sha256."""
         from yolokit.weights import save_weights
 
-        m = self.metrics
-        metrics = None if m is None else {"precision": float(m.precision), "recall": float(m.recall),
-                                          "map50": float(m.map50), "map": float(m.map), "fitness": float(m.fitness)}
+        metrics = None if self.metrics is None else self.metrics_summary(self.metrics)
         provenance = {**self.metadata.get("provenance", {}), "train_args": self.config.to_dict(),
                       "epoch": self.epoch + 1, "metrics": metrics, "dataset_fingerprint": self.fingerprint,
                       "data": self.config.data}
@@ -273,7 +312,7 @@ class Trainer(TrainerBase):
 
         grads = [p.grad.detach().clone() if p.grad is not None else None for p in self.model.parameters()]
         return {
-            "epoch": self.epoch, "iteration": self.iteration, "last_opt_step": self.last_opt_step,
+            "task": self.task, "epoch": self.epoch, "iteration": self.iteration, "last_opt_step": self.last_opt_step,
             "finished": False, "run_dir": str(self.run_dir),
             "config": self.config.to_dict(), "given": sorted(self.config.given),
             "choice": dataclasses.asdict(self.choice), "spec": self.model.spec,

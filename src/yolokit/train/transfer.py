@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from yolokit.models.detector import DetectionModel
 
-__all__ = ["TransferResult", "class_head_keys", "match_classes", "prepare_for_training"]
+__all__ = ["TransferResult", "class_head_keys", "match_classes", "model_builder", "prepare_for_training"]
 
 LOGGER = logging.getLogger(__name__)
 MAX_LOGGED_NAMES = 8
@@ -142,9 +142,13 @@ def match_classes(new_names: Mapping[int, str], old_names: Mapping[int, str]) ->
 
 def class_head_keys(model: DetectionModel) -> list[tuple[str, str]]:
     """``(weight key, bias key)`` of the class-score conv (the last module) of every ``cv3`` / ``one2one_cv3``
-    branch, e.g. ``("model.23.cv3.0.2.weight", "model.23.cv3.0.2.bias")``; weight ``(nc, c_in, 1, 1)``."""
+    branch, e.g. ``("model.23.cv3.0.2.weight", "model.23.cv3.0.2.bias")``; weight ``(nc, c_in, 1, 1)``. For a
+    classifier the ``Classify`` head's ``linear`` layer: ``("model.10.linear.weight", ...)``, weight ``(nc, 1280)``."""
     head = model.head
     module_names = {id(module): name for name, module in model.named_modules()}
+    if hasattr(head, "linear"):  # Classify: one (nc, hidden) linear layer
+        name = module_names[id(head.linear)]
+        return [(f"{name}.weight", f"{name}.bias")]
     branches = [head.cv3] + ([head.one2one_cv3] if getattr(head, "end2end", False) else [])
     keys = []
     for branch in branches:
@@ -224,6 +228,14 @@ def _log(result: TransferResult, new_names: Mapping[int, str], old_names: Mappin
         LOGGER.debug("re-initialised tensors: %s", ", ".join(result.skipped))
 
 
+def model_builder(spec: Any) -> Any:
+    """The builder of the task whose head ends ``spec`` (``build_model`` for Detect, ``build_classifier``...)."""
+    from yolokit.models.spec import load_spec, spec_rows
+    from yolokit.tasks import task_for_head
+
+    return task_for_head(spec_rows(load_spec(spec))[-1][2]).load("build_model")
+
+
 def prepare_for_training(
     source: Any, data_names: Mapping[int, str] | Sequence[str], *, spec: Mapping[str, Any] | str | None = None
 ) -> tuple[DetectionModel, TransferResult]:
@@ -243,8 +255,6 @@ def prepare_for_training(
     Raises:
         ConfigError: bad ``data_names`` or ``source`` type. WeightsError: unreadable file, or no spec anywhere.
     """
-    from yolokit.models.builder import build_model
-
     names = _check_names(data_names)
     src = _read_source(source)
     arch = spec if spec is not None else src.spec
@@ -253,7 +263,7 @@ def prepare_for_training(
             f"{src.label}: the weights carry no architecture spec; pass spec= (e.g. 'yolo26n.yaml') to say which "
             "model they belong to"
         )
-    model = build_model(arch, num_classes=len(names))
+    model = model_builder(arch)(arch, num_classes=len(names))  # the builder of the spec's task
     head_keys = {key for pair in class_head_keys(model) for key in pair} if src.names else set()
     result = _transfer_matching(model, src, exclude=head_keys)
     if src.names:

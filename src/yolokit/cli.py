@@ -4,10 +4,11 @@
     yolokit info model=yolo26n.yaml [detailed=True imgsz=640]
     yolokit predict model=best.pt source=images/ conf=0.25 save=True save_txt=True
     yolokit val model=best.pt data=data.yaml imgsz=640 batch=16
+    yolokit train model=yolo26n.yaml data=data.yaml epochs=100 imgsz=640   # or: yolokit train resume=RUN_DIR
     yolokit export model=best.pt format=onnx [imgsz=640 dynamic=True nms=True file=out.onnx]
     yolokit inspect FILE [--json]
     yolokit convert IN OUT [--half]
-    yolokit data synth OUT --train N --val M --imgsz S --seed K [--task detect|classify]
+    yolokit data synth OUT --train N --val M --imgsz S --seed K
     yolokit demo [out=demo_out] [weights=FILE]
     yolokit registry register|alias|unalias|list|show|history|lineage|audit|diff|pull|delete|gc ...
 
@@ -36,7 +37,6 @@ UNSUPPORTED_MODES = {
     "track": "tracking is not supported by yolokit: run 'yolokit predict' on the video",
     "benchmark": "'yolokit benchmark' does not exist: see benchmarks/README.md for yolokit's benchmark scripts",
     "solutions": "'solutions' (counting, heatmaps, ...) are not supported by yolokit",
-    "train": "training is not available in this yolokit version yet",
 }
 REFERENCE_TASKS = ("segment", "classify", "pose", "obb")
 
@@ -199,6 +199,21 @@ def cmd_val(rest: list[str]) -> int:
     return 0
 
 
+def cmd_train(rest: list[str]) -> int:
+    model, task, values = _model_settings(_resume_model(rest), "train")
+    _load(model, task).train(**values)
+    return 0
+
+
+def _resume_model(rest: list[str]) -> list[str]:
+    """``yolokit train resume=RUN_DIR`` needs no ``model=``: the run's ``weights/last.safetensors`` is loaded."""
+    values = parse_key_values(rest)
+    resume = values.get("resume", "")
+    if "model" in values or resume.strip().lower() in ("", "true", "false", "yes", "no", "1", "0", "on", "off"):
+        return rest
+    return [*rest, f"model={Path(resume) / 'weights' / 'last.safetensors'}"]
+
+
 def cmd_export(rest: list[str]) -> int:
     model, task, values = _model_settings(rest, "export", extra=("register", "registry"))
     path = _load(model, task).export(**values)
@@ -236,24 +251,14 @@ def cmd_data(rest: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="yolokit data", description="Dataset tools.")
     sub = parser.add_subparsers(dest="action", required=True)
-    synth = sub.add_parser("synth", help="generate the built-in synthetic dataset (YOLO boxes, or class folders)")
+    synth = sub.add_parser("synth", help="generate the built-in synthetic YOLO dataset")
     synth.add_argument("out")
-    synth.add_argument("--task", choices=("detect", "classify"), default="detect")
-    synth.add_argument("--train", type=int, default=None, help="images (default 64; classify 200)")
-    synth.add_argument("--val", type=int, default=None, help="images (default 16; classify 50)")
-    synth.add_argument("--imgsz", type=int, default=None, help="side (default 320; classify 64)")
+    synth.add_argument("--train", type=int, default=64)
+    synth.add_argument("--val", type=int, default=16)
+    synth.add_argument("--imgsz", type=int, default=320)
     synth.add_argument("--seed", type=int, default=0)
     ns = _parse(parser, rest)
-    if ns.task == "classify":
-        from yolokit.data.classify_synth import make_synthetic_classification
-
-        path = make_synthetic_classification(ns.out, n_train=200 if ns.train is None else ns.train,
-                                             n_val=50 if ns.val is None else ns.val, imgsz=ns.imgsz or 64,
-                                             seed=ns.seed)
-        print(f"Synthetic classification dataset written: {path}")
-        return 0
-    path = make_synthetic_dataset(ns.out, n_train=64 if ns.train is None else ns.train,
-                                  n_val=16 if ns.val is None else ns.val, imgsz=ns.imgsz or 320, seed=ns.seed)
+    path = make_synthetic_dataset(ns.out, n_train=ns.train, n_val=ns.val, imgsz=ns.imgsz, seed=ns.seed)
     print(f"Synthetic dataset written: {path}")
     return 0
 
@@ -293,6 +298,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "info": cmd_info,
     "predict": cmd_predict,
     "val": cmd_val,
+    "train": cmd_train,
     "export": cmd_export,
     "inspect": cmd_inspect,
     "convert": cmd_convert,

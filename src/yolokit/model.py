@@ -228,6 +228,31 @@ class YOLO:
         cfg = self._checked(make_config(cfg_cls, self._defaults(overrides, square=True), data=str(data)))
         return self._task.load("validator")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
+    def train(self, data: str | Path | None = None, **overrides: Any) -> dict[str, Any]:
+        """Train these weights on ``data`` (or continue a killed run: ``resume=RUN_DIR``); afterwards this object
+        holds the best weights (``ckpt_path``: the run's ``weights/best.safetensors``).
+
+        Settings are those of ``TrainConfig`` (``epochs``, ``imgsz``, ``batch``, ``optimizer``, ``lr0``, ``freeze``,
+        ``pretrained``, ``seed``, ``workers``, ``patience``...; see docs/training.md). ``register="NAME"`` (and
+        optionally ``registry=PATH``) registers the best weights as the next ``NAME:N``, a child of the weights the
+        run started from. Returns the best weights' metrics ``{precision, recall, map50, map, fitness, best_epoch,
+        epochs, save_dir, weights}``.
+        """
+        values = {**overrides, **({"data": str(data)} if data is not None else {})}
+        if "model" not in values and (self.ckpt_path is not None or isinstance(self.source, (str, Path))):
+            values["model"] = str(self.ckpt_path or self.source)
+        cfg = make_config(self._task.load("train_config"), values)
+        parent = self.ckpt_path
+        best, metrics = self._task.load("trainer")(self._torch_model("train"), cfg, parent=parent)
+        self.model, self.metadata, self.ckpt_path = best, dict(best.metadata), Path(metrics["weights"])
+        self.registry_version = None
+        self._backends.clear()
+        if cfg.register:
+            from yolokit.registry import register_trained
+
+            register_trained(cfg.register, self.ckpt_path, parent_weights=parent, registry=cfg.registry or None)
+        return metrics
+
     def save(self, path: str | Path, half: bool = False) -> Path:
         """Save the weights with their metadata (``.safetensors`` or native ``.pt``, chosen by the suffix)."""
         from yolokit.weights import save_weights

@@ -77,7 +77,8 @@ def test_weights_metadata_and_the_returned_model(base, data):
     assert prov["dataset_fingerprint"] == dataset_fingerprint(labels, load_data_config(data).root)
     assert best.names == {0: "rectangle", 1: "ellipse", 2: "triangle"}
     assert all(torch.equal(best.state_dict()[k], v) for k, v in weights.state_dict.items())
-    assert set(metrics) == {"precision", "recall", "map50", "map", "fitness", "best_epoch", "epochs", "save_dir"}
+    assert set(metrics) == {"precision", "recall", "map50", "map", "fitness", "best_epoch", "epochs", "save_dir",
+                            "weights"}
     assert metrics["epochs"] == 2 and metrics["save_dir"] == str(project / "train")
 
 

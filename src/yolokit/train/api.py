@@ -73,7 +73,8 @@ def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = 
 
     Returns:
         The best weights (fitness = mAP50-95) in a new model (eval mode, ``metadata`` of the saved file), and a dict
-        ``{precision, recall, map50, map, fitness, best_epoch, epochs, save_dir}`` of their final evaluation.
+        ``{precision, recall, map50, map, fitness, best_epoch, epochs, save_dir, weights}`` (``weights``: the file
+        returned) of their final evaluation.
     """
     if config.resume:
         return _resume(config, trainer_cls)
@@ -140,9 +141,10 @@ def _finish(trainer: Trainer) -> tuple[nn.Module, dict]:
 
     weights = trainer.run_dir / "weights"
     best_path = weights / "best.safetensors"
-    model = load_weights(best_path if best_path.is_file() else weights / "last.safetensors")
+    best_path = best_path if best_path.is_file() else weights / "last.safetensors"
+    model = load_weights(best_path)
     summary: dict[str, Any] = {"best_epoch": trainer.best_epoch + 1, "epochs": trainer.epoch + 1,
-                               "save_dir": str(trainer.run_dir)}
+                               "save_dir": str(trainer.run_dir), "weights": str(best_path)}
     if trainer.val_split is not None:
         metrics = trainer.validate(model, final=True)
         summary.update(trainer.metrics_summary(metrics))

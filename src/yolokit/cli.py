@@ -8,7 +8,7 @@
     yolokit export model=best.pt format=onnx [imgsz=640 dynamic=True nms=True file=out.onnx]
     yolokit inspect FILE [--json]
     yolokit convert IN OUT [--half]
-    yolokit data synth OUT --train N --val M --imgsz S --seed K
+    yolokit data synth OUT --train N --val M --imgsz S --seed K [--task detect|classify]
     yolokit demo [out=demo_out] [weights=FILE]
     yolokit registry register|alias|unalias|list|show|history|lineage|audit|diff|pull|delete|gc ...
 
@@ -251,14 +251,24 @@ def cmd_data(rest: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="yolokit data", description="Dataset tools.")
     sub = parser.add_subparsers(dest="action", required=True)
-    synth = sub.add_parser("synth", help="generate the built-in synthetic YOLO dataset")
+    synth = sub.add_parser("synth", help="generate the built-in synthetic dataset (YOLO boxes, or class folders)")
     synth.add_argument("out")
-    synth.add_argument("--train", type=int, default=64)
-    synth.add_argument("--val", type=int, default=16)
-    synth.add_argument("--imgsz", type=int, default=320)
+    synth.add_argument("--task", choices=("detect", "classify"), default="detect")
+    synth.add_argument("--train", type=int, default=None, help="images (default 64; classify 200)")
+    synth.add_argument("--val", type=int, default=None, help="images (default 16; classify 50)")
+    synth.add_argument("--imgsz", type=int, default=None, help="side (default 320; classify 64)")
     synth.add_argument("--seed", type=int, default=0)
     ns = _parse(parser, rest)
-    path = make_synthetic_dataset(ns.out, n_train=ns.train, n_val=ns.val, imgsz=ns.imgsz, seed=ns.seed)
+    if ns.task == "classify":
+        from yolokit.data.classify_synth import make_synthetic_classification
+
+        path = make_synthetic_classification(ns.out, n_train=200 if ns.train is None else ns.train,
+                                             n_val=50 if ns.val is None else ns.val, imgsz=ns.imgsz or 64,
+                                             seed=ns.seed)
+        print(f"Synthetic classification dataset written: {path}")
+        return 0
+    path = make_synthetic_dataset(ns.out, n_train=64 if ns.train is None else ns.train,
+                                  n_val=16 if ns.val is None else ns.val, imgsz=ns.imgsz or 320, seed=ns.seed)
     print(f"Synthetic dataset written: {path}")
     return 0
 

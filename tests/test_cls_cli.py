@@ -1,0 +1,85 @@
+"""The classification CLI: yolokit classify MODE, the task read from the weights, data synth --task classify, and
+the ONNX graph's top-1 parity."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from yolokit import YOLO
+from yolokit.cli import main
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CHECKPOINT = FIXTURES / "cls" / "yolo11-cls-tiny-random.pt"
+IMAGES = [FIXTURES / "cls" / "wide.jpg", FIXTURES / "cls" / "tall.jpg", FIXTURES / "images" / "00000.jpg"]
+
+
+def test_info_of_a_cls_spec_prints_the_reference_counts(capsys):
+    assert main(["classify", "info", "model=yolo11n-cls.yaml"]) == 0
+    assert "YOLO11n-cls summary: 86 layers, 2,812,104 parameters, 2,812,104 gradients" in capsys.readouterr().out
+
+
+def test_predict_with_and_without_the_task_word(tmp_path, capsys):
+    for words, name in ((["classify", "predict"], "a"), (["predict"], "b")):  # the task comes from the weights
+        argv = [*words, f"model={CHECKPOINT}", f"source={IMAGES[0]}", f"project={tmp_path}", f"name={name}",
+                "save_txt=True"]
+        assert main(argv) == 0
+        assert (tmp_path / name / "wide.jpg").is_file() and (tmp_path / name / "labels" / "wide.txt").is_file()
+    out = capsys.readouterr().out
+    assert "image 1/1" in out and "triangle" in out
+
+
+def test_the_task_word_must_match_the_weights(capsys):
+    assert main(["detect", "predict", f"model={CHECKPOINT}", f"source={IMAGES[0]}"]) == 2
+    assert "task='detect' was asked for" in capsys.readouterr().err
+
+
+def test_val_on_a_class_folder_dataset(tmp_path, capsys):
+    for name, image in (("ellipse", IMAGES[1]), ("triangle", IMAGES[0])):
+        for split in ("train", "val"):
+            (tmp_path / "d" / split / name).mkdir(parents=True)
+            shutil.copy(image, tmp_path / "d" / split / name / image.name)
+    (tmp_path / "d" / "train" / "rectangle").mkdir()
+    shutil.copy(IMAGES[2], tmp_path / "d" / "train" / "rectangle" / "x.jpg")
+    assert main(["classify", "val", f"model={CHECKPOINT}", f"data={tmp_path / 'd'}", f"project={tmp_path}",
+                 "name=v", "plots=False"]) == 0
+    out = capsys.readouterr().out
+    assert "top1_acc" in out and (tmp_path / "v" / "metrics.json").is_file()
+
+
+def test_data_synth_classify(tmp_path, capsys):
+    out = tmp_path / "shapes"
+    assert main(["data", "synth", str(out), "--task", "classify", "--train", "10", "--val", "5", "--imgsz", "32"]) == 0
+    assert "Synthetic classification dataset written" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["cross", "ellipse", "rectangle", "star", "triangle"]
+    assert len(list((out / "val").rglob("*.jpg"))) == 5 and (out / "data.yaml").is_file()
+
+
+def test_onnx_export_keeps_the_top1(tmp_path):
+    from yolokit.export.onnx import export_onnx
+
+    onnx_path = export_onnx(YOLO(CHECKPOINT).model, tmp_path / "cls.onnx", imgsz=64)
+    exported = YOLO(onnx_path)
+    assert exported.task == "classify" and exported.names == YOLO(CHECKPOINT).names
+    assert exported.metadata["classify_transforms"]["crop"] == 64 and exported.metadata["imgsz"] == [64, 64]
+    sources = [str(p) for p in IMAGES]
+    onnx_probs = np.stack([r.probs.data.numpy() for r in exported.predict(sources, verbose=False)])
+    torch_probs = np.stack([r.probs.data.numpy() for r in YOLO(CHECKPOINT).predict(sources, engine="eager",
+                                                                                      verbose=False)])
+    assert onnx_probs.argmax(1).tolist() == torch_probs.argmax(1).tolist()
+    assert np.abs(onnx_probs - torch_probs).max() < 1e-4
+    reference = np.load(FIXTURES / "cls" / "yolo11-cls-tiny-random-io.npz")["image_probs"]
+    assert np.abs(onnx_probs - reference).max() < 1e-4
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["classify", "predict", f"model={CHECKPOINT}", f"source={IMAGES[0]}", "nms=False"], "classifier has no NMS"),
+    (["classify", "val", f"model={CHECKPOINT}"], "classification dataset shapes-cls not found"),  # its train data
+])
+def test_classifier_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -1,4 +1,4 @@
-"""The shared image transforms: letterbox (tested with predict in tests/predict/test_letterbox.py), BGR HWC -> RGB CHW."""
+"""Shared image transforms: letterbox (also tested with predict: tests/predict/test_letterbox.py), BGR -> RGB CHW."""
 
 from __future__ import annotations
 

@@ -217,6 +217,7 @@ class ExportConfig(Settings):
     iou: float = 0.7  # embedded NMS: IoU threshold
     max_det: int = 300  # embedded NMS: detections per image
     agnostic_nms: bool = False  # embedded NMS: one NMS over all classes
+    verbose: bool = True  # print what export checks and writes (False: warnings only)
 
     def check(self) -> None:
         if self.format not in EXPORT_FORMATS:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolokit.errors import ConfigError, ExportError
+from yolokit.utils.io import format_size
 
 if TYPE_CHECKING:
     from yolokit.models.detector import DetectionModel
@@ -186,6 +187,10 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
     shape_hw = _export_shape(imgsz, int(max(float(s) for s in prepared.stride)))
     raw = _trace_to_onnx(prepared, shape_hw, dynamic, nms_free, opset)
     props = _metadata(prepared, shape_hw, dynamic, nms_free)
+    if f is not None and not isinstance(f, io.BytesIO):  # a file records when it was written (bytes stay stable)
+        from yolokit.weights.metadata import utc_now_iso
+
+        props["created"] = json.dumps(utc_now_iso())
     data = _finish_graph(raw, props, _output_dims(prepared, shape_hw, dynamic, nms_free))
     logger.debug("exported ONNX graph: %d bytes, imgsz %s, dynamic=%s, nms_free=%s", len(data), shape_hw, dynamic,
                  nms_free)
@@ -200,7 +205,7 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
     path = Path(f)
     if is_main_process():
         atomic_write_bytes(path, data)
-        logger.info("ONNX model saved to %s (%.1f MB)", path, len(data) / 2**20)
+        logger.info("ONNX model saved to %s (%s)", path, format_size(len(data)))
     return path
 
 

@@ -126,7 +126,15 @@ class Results:
         boxes: ``(N, 6)`` ``[x1, y1, x2, y2, conf, cls]`` in pixels of ``orig_img`` (None: no detections).
         speed: milliseconds per image for ``preprocess``, ``inference``, ``postprocess``.
         save_dir: run directory where the predictor saved outputs, if any.
+
+    ``masks``, ``keypoints``, ``obb`` and ``probs`` exist as in the reference implementation and are None: a
+    detection result holds boxes only (``docs/reference-compat.md`` lists the reference names yolokit has).
     """
+
+    masks = None  # segmentation masks (no segmentation task in yolokit)
+    keypoints = None  # pose keypoints (no pose task)
+    obb = None  # oriented boxes (no obb task)
+    probs = None  # class probabilities (classification results are yolokit.predict.classify_results)
 
     def __init__(self, orig_img: np.ndarray, path: str | Path, names: Mapping[int, str],
                  boxes: Array | Boxes | None = None, speed: Mapping[str, float | None] | None = None,
@@ -266,6 +274,42 @@ class Results:
     def to_json(self, normalize: bool = False, decimals: int = 5) -> str:
         """:meth:`summary` as an indented JSON string."""
         return json.dumps(self.summary(normalize=normalize, decimals=decimals), indent=2)
+
+    def rows(self, normalize: bool = False, decimals: int = 5) -> list[dict[str, Any]]:
+        """:meth:`summary` flattened, one dict per box: ``name, class, confidence, x1, y1, x2, y2``."""
+        return [{"name": r["name"], "class": r["class"], "confidence": r["confidence"], **r["box"]}
+                for r in self.summary(normalize=normalize, decimals=decimals)]
+
+    def to_df(self, normalize: bool = False, decimals: int = 5) -> Any:
+        """A ``pandas.DataFrame`` of :meth:`rows` (columns ``name, class, confidence, x1, y1, x2, y2``; the
+        reference keeps the box as one dict column). pandas is optional: without it a one-line ``YolokitError``
+        names ``pip install pandas``."""
+        try:
+            import pandas as pd
+        except ImportError:
+            from yolokit.errors import YolokitError
+
+            raise YolokitError("Results.to_df() needs pandas, which is not installed: run pip install pandas (or "
+                               "use Results.rows() / to_csv(), which need nothing)") from None
+        columns = ["name", "class", "confidence", "x1", "y1", "x2", "y2"]
+        return pd.DataFrame(self.rows(normalize=normalize, decimals=decimals), columns=columns)
+
+    def to_csv(self, path: str | Path | None = None, normalize: bool = False, decimals: int = 5) -> str:
+        """:meth:`rows` as CSV text with a header (no pandas needed); written atomically to ``path`` if given."""
+        import csv
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=["name", "class", "confidence", "x1", "y1", "x2", "y2"],
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows(normalize=normalize, decimals=decimals))
+        text = buffer.getvalue()
+        if path is not None:
+            from yolokit.utils.io import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
 
     def verbose(self) -> str:
         """Counts per class in class-id order, e.g. ``"4 persons, 1 bus, "``; ``"(no detections), "`` if empty."""

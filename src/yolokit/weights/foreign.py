@@ -38,7 +38,6 @@ __all__ = [
 ]  # fmt: skip
 logger = logging.getLogger(__name__)
 
-_YOLOV5_MODULES = ("models.yolo", "models.common", "models.experimental", "utils.")
 _TASK_MODELS = {
     "DetectionModel": "detect", "YOLOv10DetectionModel": "detect", "SegmentationModel": "segment",
     "PoseModel": "pose", "OBBModel": "obb", "ClassificationModel": "classify", "RTDETRDetectionModel": "rtdetr",
@@ -57,12 +56,14 @@ def scan_globals(path: str | Path) -> list[GlobalRef]:
 
 
 def refuse_globals(refs: list[GlobalRef], path: str | Path) -> None:
-    """Raise for a YOLOv5-repo checkpoint (``WeightsError``) or any refused global (``UnsafeWeightsError``)."""
-    if any(ref.module.startswith(_YOLOV5_MODULES) for ref in refs):
-        raise WeightsError(
-            f"{path}: this is a YOLOv5-repository checkpoint (globals from 'models.yolo'/'models.common'); "
-            "YOLOv5 import is not supported yet, use a YOLOv8/YOLO11/YOLO26 checkpoint"
-        )
+    """Raise for a recognised family yolokit cannot read yet (``WeightsError`` naming it, from the table in
+    ``weights.families``: YOLOv5, a reference segmentation checkpoint...) or any refused global
+    (``UnsafeWeightsError``)."""
+    from yolokit.weights.families import unsupported_message
+
+    message = unsupported_message(refs, path)
+    if message is not None:
+        raise WeightsError(message)
     refused = [ref for ref in refs if not ref.allowed]
     if refused:
         others = ", ".join(r.resolved for r in refused[1:4])
@@ -114,10 +115,9 @@ def read_reference(
     model = select_model(ckpt, path)
     task = model_task(model)
     if task not in TASKS:
-        raise WeightsError(
-            f"{path}: holds a {model.type_name} ({task} task); yolokit reads {', '.join(TASKS)} checkpoints only, "
-            "use a YOLOv8/YOLO11/YOLO26 detection model"
-        )
+        from yolokit.weights.families import reference_task_message
+
+        raise WeightsError(reference_task_message(path, model.type_name, task))
     state_dict = flatten_state_dict(model, path)
     metadata = build_import_metadata(ckpt if isinstance(ckpt, dict) else {}, model, path, sha256)
     logger.info("Read %d tensors from reference checkpoint %s", len(state_dict), path)

@@ -14,6 +14,8 @@ __all__ = ["onnx_fields", "created_rows", "spec_rows"]
 
 # ONNX metadata_props shown in rows of their own (Model, Classes, Input, Spec), not in the Graph row.
 _SHOWN_ELSEWHERE = ("task", "names", "stride", "imgsz", "spec", "created", "yolokit_version")
+# What the graph is (one ``Graph`` row); any other record gets a row of its own.
+_GRAPH = ("producer", "opset", "precision", "head", "dynamic", "nms_free", "end2end", "max_det")
 
 
 def _decode(value: Any) -> Any:
@@ -51,16 +53,28 @@ def created_rows(report: dict[str, Any]) -> list[str]:
     if when or version:
         lines.append(f"Created     {when or '? (no date recorded)'}" + (f" by yolokit {version}" if version else ""))
     if report.get("format") == "onnx":
-        graph = {k: v for k, v in created.items() if k not in _SHOWN_ELSEWHERE}
+        rest = {k: v for k, v in created.items() if k not in _SHOWN_ELSEWHERE}
+        graph = {k: v for k, v in rest.items() if k in _GRAPH}
         if graph:
             lines.append("Graph       " + ", ".join(f"{k} {_text(v)}" for k, v in graph.items()))
+        lines += [f"{_label(k):<11} {_text(v)}" for k, v in rest.items() if k not in _GRAPH and v is not None]
     elif created:
         lines.append("Provenance  " + ", ".join(f"{k} {v}" for k, v in created.items()))
     return lines
 
 
+def _label(key: str) -> str:
+    """``source_sha256`` -> ``Source sha256`` (a record's own row)."""
+    return key.replace("_", " ").capitalize()
+
+
 def _text(value: Any) -> str:
-    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    """A metadata value on one row: dicts as ``key value, ...``, floats to 4 significant digits."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_text(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return json.dumps(value) if isinstance(value, list) else str(value)
 
 
 def spec_rows(spec: Any) -> list[str]:

@@ -6,6 +6,7 @@
     yolokit val model=best.pt data=data.yaml imgsz=640 batch=16
     yolokit train model=yolo26n.yaml data=data.yaml epochs=100 imgsz=640   # or: yolokit train resume=RUN_DIR
     yolokit export model=best.pt format=onnx [imgsz=640 dynamic=True nms=True file=out.onnx]
+    yolokit benchmark model=best.pt data=data.yaml imgsz=640  # PyTorch, ONNX fp32/fp16/INT8, TorchScript
     yolokit inspect FILE [--json]
     yolokit convert IN OUT [--half]
     yolokit data synth OUT --train N --val M --imgsz S --seed K [--task detect|classify]
@@ -35,7 +36,6 @@ MODEL_MODES = ("info", "predict", "val", "export", "train")  # modes that take m
 # Modes and tasks of the reference implementation that yolokit does not have (yet): said plainly.
 UNSUPPORTED_MODES = {
     "track": "tracking is not supported by yolokit: run 'yolokit predict' on the video",
-    "benchmark": "'yolokit benchmark' does not exist: see benchmarks/README.md for yolokit's benchmark scripts",
     "solutions": "'solutions' (counting, heatmaps, ...) are not supported by yolokit",
 }
 REFERENCE_TASKS = ("segment", "classify", "pose", "obb")
@@ -214,6 +214,26 @@ def _resume_model(rest: list[str]) -> list[str]:
     return [*rest, f"model={Path(resume) / 'weights' / 'last.safetensors'}"]
 
 
+def cmd_benchmark(rest: list[str]) -> int:
+    """``yolokit benchmark model=W data=D imgsz=S [out=DIR threads=N rounds=R calib_images=N calib_method=M]``."""
+    from yolokit.config import convert_value
+    from yolokit.deploy.benchmark import format_table
+
+    values = parse_key_values(rest)
+    known = {"model": str, "data": str, "imgsz": int, "out": str, "threads": int, "rounds": int,
+             "calib_images": int, "calib_method": str, "int8_budget": float}
+    for key in values:
+        if key not in known:
+            raise ConfigError(unknown_key_message(key, list(known), "benchmark"))
+    if not values.get("model"):
+        raise ConfigError("benchmark needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
+    typed = {key: convert_value(key, value, known[key]) for key, value in values.items()}
+    int8 = {key: typed.pop(key) for key in ("calib_images", "calib_method", "int8_budget") if key in typed}
+    rows = _load(typed.pop("model"), None).benchmark(int8=int8 or None, **typed)
+    print(format_table(rows))
+    return 0
+
+
 def cmd_export(rest: list[str]) -> int:
     model, task, values = _model_settings(rest, "export", extra=("register", "registry"))
     path = _load(model, task).export(**values)
@@ -310,6 +330,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "val": cmd_val,
     "train": cmd_train,
     "export": cmd_export,
+    "benchmark": cmd_benchmark,
     "inspect": cmd_inspect,
     "convert": cmd_convert,
     "data": cmd_data,

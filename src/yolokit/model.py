@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolokit.config import ExportConfig, InfoConfig, fit_imgsz, make_config
-from yolokit.errors import ConfigError, ExportError, WeightsError
+from yolokit.errors import ConfigError, WeightsError
 from yolokit.tasks import TaskSpec, get_task, task_for_head
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.predict.results import Results
 
 SPEC_SUFFIXES = (".yaml", ".yml")
-EXPORT_FORMATS = {"onnx": ".onnx", "safetensors": ".safetensors", "pt": ".pt"}
+EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors", "pt": ".pt"}
 
 
 class YOLO:
@@ -81,12 +81,14 @@ class YOLO:
             return self._load_registry(source, task)
         path = self._resolve_weights(source)
         if path is not None:
+            from yolokit.export.torchscript import is_torchscript
             from yolokit.weights import detect_format, load_weights
 
-            if detect_format(path) == "onnx":
+            if is_torchscript(path) or detect_format(path) == "onnx":  # exported files: predict and val only
                 from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
+                from yolokit.backends.torchscript_backend import TorchScriptBackend
 
-                self.runtime = OnnxRuntimeBackend(path)
+                self.runtime = TorchScriptBackend(path) if is_torchscript(path) else OnnxRuntimeBackend(path)
                 self.ckpt_path = path
                 self.metadata = dict(self.runtime.metadata)
                 self._task = _pick_task(self.metadata.get("task"), task, str(path))
@@ -281,19 +283,25 @@ class YOLO:
 
     def _export(self, format: str, overrides: dict[str, Any]) -> Path:  # noqa: A002
         cfg = make_config(ExportConfig, overrides, format=format)  # format checked there (config.EXPORT_FORMATS)
-        if cfg.int8:
-            raise ExportError("int8=True: INT8 quantization is not available yet; export fp32 (int8=False)")
         model = self._torch_model("export")
         path = Path(cfg.file) if cfg.file else self._default_export_path(EXPORT_FORMATS[cfg.format])
-        if cfg.format != "onnx":
+        if cfg.format not in ("onnx", "torchscript"):
             if path.resolve() == (self.ckpt_path.resolve() if self.ckpt_path else None):
                 raise ConfigError(f"export would overwrite the weights it reads ({path}): pass e.g. "
                                   f"file='{path.stem}-export{path.suffix}'")
             return self.save(path, half=cfg.half)
-        from yolokit.export.onnx import export_onnx
+        from yolokit.deploy.pipeline import export_model, int8_path
 
-        return export_onnx(model, path, imgsz=cfg.imgsz, dynamic=cfg.dynamic, nms_free=not cfg.nms, opset=cfg.opset,
-                           half=cfg.half)
+        path = int8_path(path) if cfg.int8 and not cfg.file else path  # checked: parity, latency, mAP, INT8 budget
+        return export_model(model, cfg, path, source=self.ckpt_path).path
+
+    def benchmark(self, data: str | Path | None = None, imgsz: int = 640, **options: Any) -> list[dict[str, Any]]:
+        """The format table (PyTorch fp32, ONNX fp32/fp16/INT8, TorchScript: size, latency, mAP, drop vs PyTorch);
+        logs it and writes JSON (``yolokit.deploy.benchmark.benchmark`` has the options)."""
+        from yolokit.deploy.benchmark import benchmark
+
+        return benchmark(self._torch_model("benchmark"), data=str(data) if data else None, imgsz=imgsz,
+                         source=self.ckpt_path, **options)
 
     # --- internals --------------------------------------------------------------------------------------------
     def _default_export_path(self, suffix: str) -> Path:

@@ -151,7 +151,9 @@ class OnnxRuntimeBackend(BackendBase):
 
     @property
     def end2end(self) -> bool:
-        return bool(self.metadata["end2end"])
+        """The file can give final ``(B, K, 6)`` rows: a YOLO26 one-to-one head, or embedded NMS (``embedded_nms``
+        metadata: such a file's only output is final, so it reports ``nms_free`` too)."""
+        return bool(self.metadata["end2end"] or self.metadata.get("embedded_nms"))
 
     @property
     def dynamic(self) -> bool:

@@ -263,6 +263,7 @@ def validate(backend: Any, config: ValConfig, *, save_dir: str | Path | None = N
     plan = plan_batches(np.array([label.shape for label in dataset.labels]), config.imgsz, backend.stride,
                         max(1, config.batch), rect)
     evaluator, state = DetectionEvaluator(dataset.names), _RunState()
+    previous = bool(getattr(backend, "nms_free", False))  # restored afterwards (a file may hold one head only)
     if backend.end2end:
         backend.set_nms_free(nms_free)
     try:
@@ -273,8 +274,8 @@ def validate(backend: Any, config: ValConfig, *, save_dir: str | Path | None = N
             _run_batch(backend, images, indices, shape_hw, dataset, config, nms_free, evaluator, state,
                        keep_for_plots=config.plots and main and k < PLOT_BATCHES)
     finally:
-        if nms_free:
-            backend.set_nms_free(False)
+        if nms_free != previous:
+            backend.set_nms_free(previous)
     metrics = evaluator.compute()
     metrics.speed = state.timer.per_image_ms(len(dataset))
     if main:

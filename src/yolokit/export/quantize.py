@@ -32,62 +32,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yolokit.config import CALIB_METHODS
 from yolokit.errors import ConfigError, ExportError
 from yolokit.export.calibration import CalibrationReader, CalibrationSet
+from yolokit.export.int8_forms import (
+    FORMS,
+    FULL_OPS,
+    Candidate,
+    QuantForm,
+    calibration_method,
+    drop_points,
+    quantize_form,
+)
 
 __all__ = ["QuantForm", "FORMS", "FULL_OPS", "CALIB_METHODS", "Candidate", "Int8Report", "quantize_int8",
            "prepare_graph", "calibrate", "quantize_form", "Evaluate"]
 
 logger = logging.getLogger(__name__)
 
-CALIB_METHODS = ("minmax", "percentile", "entropy")
 CALIB_CHUNK = 16  # calibration images per ORT collection pass (its collectors hold every output of a pass)
-# Every op type a form may quantize: Conv and SiLU's Sigmoid/Mul, the CSP blocks' Add/Concat, SPPF's MaxPool, the
-# neck's Resize, C2PSA's attention (MatMul, Softmax) and the layout ops between them.
-FULL_OPS = ("Conv", "Mul", "Sigmoid", "Add", "Concat", "MaxPool", "Resize", "Split", "MatMul", "Softmax", "Reshape",
-            "Transpose", "Gemm")
 Evaluate = Callable[[bytes], tuple[float, float]]  # ONNX bytes -> (mAP50-95, mAP50)
-
-
-@dataclass(frozen=True)
-class QuantForm:
-    """One way of quantizing: ONNX form (``QDQ`` or ``QOperator``), op types, and whether a ``Concat``'s inputs
-    share its output's scale (then ``QLinearConcat`` is a copy instead of a requantization)."""
-
-    name: str
-    quant_format: str
-    op_types: tuple[str, ...]
-    shared_concat_scales: bool = False
-
-
-FORMS = (
-    QuantForm("qdq-conv", "QDQ", ("Conv", "MatMul", "Gemm")),  # convolutions only: what the reference exports
-    QuantForm("qdq-full", "QDQ", FULL_OPS),
-    QuantForm("qdq-full-shared-concat", "QDQ", FULL_OPS, shared_concat_scales=True),
-    QuantForm("qop-full-shared-concat", "QOperator", FULL_OPS, shared_concat_scales=True),
-)
-
-
-@dataclass
-class Candidate:
-    """A quantized graph and what was measured on it (latency ratio = median per-round INT8 / FP32)."""
-
-    form: QuantForm
-    data: bytes = field(repr=False)
-    latency_ms: float = 0.0
-    ratio: float = 0.0
-    map: float | None = None
-    map50: float | None = None
-    kept_float: tuple[str, ...] = ()
-
-    def summary(self) -> dict[str, Any]:
-        return {"form": self.form.name, "size_mb": round(len(self.data) / 1e6, 3),
-                "latency_ms": round(self.latency_ms, 3), "ratio_vs_fp32": round(self.ratio, 3),
-                "map50_95": _round(self.map), "map50": _round(self.map50), "kept_float": list(self.kept_float)}
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(float(value), 5)
 
 
 @dataclass
@@ -149,64 +113,17 @@ def prepare_graph(fp32: bytes, workdir: Path) -> Any:
     return proto
 
 
-def _calibration_method(method: str) -> Any:
-    from onnxruntime.quantization import CalibrationMethod
-
-    if method not in CALIB_METHODS:
-        raise ConfigError(f"calib_method must be one of {', '.join(CALIB_METHODS)}, got {method!r}: pass e.g. "
-                          "calib_method=minmax")
-    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}[method]
-
-
 def calibrate(prepared: Path, reader: CalibrationReader, method: str, cache: Path, workdir: Path) -> Path:
     """Collect the activation ranges of every tensor a form of :data:`FORMS` may quantize into ``cache`` (JSON)."""
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
     calibrator = create_calibrator(prepared, list(FULL_OPS), augmented_model_path=str(workdir / "augmented.onnx"),
-                                   calibrate_method=_calibration_method(method))
+                                   calibrate_method=calibration_method(method))
     for start in range(0, len(reader), CALIB_CHUNK):
         reader.set_range(start, start + CALIB_CHUNK)
         calibrator.collect_data(reader)
     save_tensors_data(calibrator.compute_data(), cache)
     return cache
-
-
-def _shared_concat_overrides(proto: Any, cache: Path, excluded: set[str]) -> dict[str, list[dict[str, Any]]]:
-    """``TensorQuantOverrides`` giving each quantized ``Concat``'s inputs and output one range (their union)."""
-    import numpy as np
-    from onnxruntime.quantization.calibrate import load_tensors_data
-
-    ranges = load_tensors_data(cache).data
-    overrides: dict[str, list[dict[str, Any]]] = {}
-    for node in proto.graph.node:
-        names = [*node.input, node.output[0]] if node.op_type == "Concat" else []
-        if not names or node.name in excluded or not all(name in ranges for name in names):
-            continue
-        low = min(float(np.min(ranges[name].range_value[0])) for name in names)
-        high = max(float(np.max(ranges[name].range_value[1])) for name in names)
-        for name in names:
-            overrides.setdefault(name, [{"rmin": np.float32(low), "rmax": np.float32(high)}])
-    return overrides
-
-
-def quantize_form(prepared: Path, form: QuantForm, excluded: Sequence[str], cache: Path, workdir: Path,
-                  method: str = "minmax") -> bytes:
-    """Quantize ``prepared`` as ``form`` with the cached ranges; nodes in ``excluded`` stay float -> ONNX bytes."""
-    import onnx
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    extra: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True,
-                             "ForceQuantizeNoInputCheck": True}
-    if form.shared_concat_scales:
-        extra["TensorQuantOverrides"] = _shared_concat_overrides(onnx.load(str(prepared)), cache, set(excluded))
-    target = workdir / f"{form.name}.onnx"
-    quantize_static(str(prepared), str(target), None, quant_format=getattr(QuantFormat, form.quant_format),
-                    op_types_to_quantize=list(form.op_types), per_channel=True, reduce_range=False,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(excluded),
-                    calibrate_method=_calibration_method(method), calibration_cache_path=str(cache),
-                    extra_options=extra)
-    return target.read_bytes()
 
 
 def time_candidates(fp32: bytes, candidates: Sequence[Candidate], sample: Any, threads: int | None,
@@ -225,19 +142,14 @@ def time_candidates(fp32: bytes, candidates: Sequence[Candidate], sample: Any, t
     return {"fp32_ms": stats["fp32"].median_ms}
 
 
-def _drop(fp32_map: float, candidate: Candidate) -> float:
-    """mAP50-95 drop in points (percentage points of mAP: 0.01 mAP = 1 point)."""
-    return 100.0 * (fp32_map - float(candidate.map or 0.0))
-
-
 def _fastest_within_budget(candidates: list[Candidate], evaluate: Evaluate, fp32_map: float,
                            budget: float) -> Candidate | None:
     """Evaluate candidates fastest first; the first within ``budget`` (the others stay unevaluated)."""
     for candidate in sorted(candidates, key=lambda c: c.ratio):
         candidate.map, candidate.map50 = evaluate(candidate.data)
         logger.info("INT8 %s: latency ratio %.3f, mAP50-95 %.4f (drop %.2f points)", candidate.form.name,
-                    candidate.ratio, candidate.map, _drop(fp32_map, candidate))
-        if _drop(fp32_map, candidate) <= budget:
+                    candidate.ratio, candidate.map, drop_points(fp32_map, candidate))
+        if drop_points(fp32_map, candidate) <= budget:
             return candidate
     return None
 
@@ -282,7 +194,7 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[i
     """
     from yolokit.export.graph_tools import decode_nodes
 
-    _calibration_method(method)
+    calibration_method(method)
     if budget < 0:
         raise ConfigError(f"int8_budget must be >= 0 (mAP50-95 points), got {budget}: pass e.g. int8_budget=1.0")
     with tempfile.TemporaryDirectory(prefix="yolokit-int8-") as tmp:
@@ -316,7 +228,7 @@ def _choose(fp32: bytes, job: _Job, forms: Sequence[QuantForm], calibration: Cal
         logger.warning("INT8: no form is within the %.2f-point budget; keeping the most sensitive layers of %s in "
                        "float", budget, fastest.form.name)
         chosen, rounds, cost = sensitivity_pass(fp32, job, fastest, fp32_map, budget, time_candidates)
-    within = _drop(fp32_map, chosen) <= budget
+    within = drop_points(fp32_map, chosen) <= budget
     if not within and not force:
         raise ExportError(_over_budget_message(fp32_map, chosen, budget, rounds))
     report = _report(chosen, candidates, calibration, job.method, timing, fp32, (fp32_map, fp32_map50), budget,
@@ -329,8 +241,8 @@ def _choose(fp32: bytes, job: _Job, forms: Sequence[QuantForm], calibration: Cal
 
 def _over_budget_message(fp32_map: float, best: Candidate, budget: float, rounds: list[dict[str, Any]]) -> str:
     kept = len(best.kept_float)
-    return (f"INT8 mAP50-95 {best.map:.4f} vs FP32 {fp32_map:.4f}: drop {_drop(fp32_map, best):.2f} points exceeds "
-            f"int8_budget={budget:g} even with {kept} layer(s) kept in float after {len(rounds)} sensitivity "
+    return (f"INT8 mAP50-95 {best.map:.4f} vs FP32 {fp32_map:.4f}: drop {drop_points(fp32_map, best):.2f} points "
+            f"exceeds int8_budget={budget:g} even with {kept} layer(s) kept in float after {len(rounds)} sensitivity "
             "round(s): calibrate on more representative images (calib_images=300 from the training split), try "
             "calib_method=percentile or entropy, raise int8_budget, or pass force=True to write it anyway")
 
@@ -339,12 +251,12 @@ def _report(chosen: Candidate, candidates: list[Candidate], calibration: Calibra
             timing: dict[str, float], fp32: bytes, fp32_maps: tuple[float, float], budget: float,
             rounds: list[dict[str, Any]], forced: bool) -> Int8Report:
     fp32_summary = {"size_mb": round(len(fp32) / 1e6, 3), "latency_ms": round(timing["fp32_ms"], 3),
-                    "map50_95": _round(fp32_maps[0]), "map50": _round(fp32_maps[1])}
+                    "map50_95": round(fp32_maps[0], 5), "map50": round(fp32_maps[1], 5)}
     settings = {"method": method, "format": chosen.form.quant_format, "op_types": list(chosen.form.op_types),
                 "shared_concat_scales": chosen.form.shared_concat_scales, "weights": "int8 symmetric per-channel",
                 "activations": "uint8 asymmetric per-tensor", "reduce_range": False, "decode": "float32"}
     return Int8Report(chosen=chosen.form.name, calibration=calibration.as_metadata(), settings=settings,
                       fp32=fp32_summary, int8=chosen.summary(), candidates=[c.summary() for c in candidates],
-                      budget=float(budget), drop_points=round(_drop(fp32_maps[0], chosen), 3),
+                      budget=float(budget), drop_points=round(drop_points(fp32_maps[0], chosen), 3),
                       within_budget=not forced, faster=chosen.ratio < 1.0, kept_float=list(chosen.kept_float),
                       sensitivity=rounds, forced=forced)

@@ -40,7 +40,7 @@ def layer_groups(proto: Any, excluded: set[str]) -> dict[str, dict[str, Any]]:
     directly under a block (``/model.2/Concat``, ``/model.2/m.0/Add``, ``/model.9/Resize``) form the block's own
     layer. Input = the first node's first input, output = the last node's output (graph order).
     """
-    from yolokit.export.quantize import FULL_OPS
+    from yolokit.export.int8_forms import FULL_OPS
 
     floats = {info.name for info in (*proto.graph.value_info, *proto.graph.input, *proto.graph.output)
               if info.type.tensor_type.elem_type == 1}  # FLOAT: shape arithmetic (int64 Concat, ...) is not a layer
@@ -112,7 +112,7 @@ def sensitivity_pass(fp32: bytes, job: Any, fastest: Any, fp32_map: float, budge
     """
     import onnx
 
-    from yolokit.export.quantize import Candidate, _drop, quantize_form
+    from yolokit.export.int8_forms import Candidate, drop_points, quantize_form
 
     proto = onnx.load(str(job.prepared))
     groups = layer_groups(proto, set(job.excluded))
@@ -132,7 +132,7 @@ def sensitivity_pass(fp32: bytes, job: Any, fastest: Any, fp32_map: float, budge
         data = quantize_form(job.prepared, form, [*job.excluded, *nodes], job.cache, job.workdir, job.method)
         candidate = Candidate(form, data, kept_float=kept)
         candidate.map, candidate.map50 = job.evaluate(data)
-        drop = _drop(fp32_map, candidate)
+        drop = drop_points(fp32_map, candidate)
         rounds.append({"kept_layers": k, "layers": list(kept), "size_mb": round(len(data) / 1e6, 3),
                        "map50_95": round(candidate.map, 5), "drop_points": round(drop, 3)})
         logger.info("INT8 sensitivity round: %d layer(s) in float -> mAP50-95 %.4f (drop %.2f points)", k,

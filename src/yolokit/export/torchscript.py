@@ -1,0 +1,127 @@
+"""TorchScript export: a traced, frozen ``torch.jit`` module with yolokit's metadata inside the file.
+
+``export_torchscript(model, f, imgsz=, nms_free=)`` traces the fused fp32 inference copy
+(:func:`yolokit.export.onnx.prepare_for_export`) on a ``(1, 3, H, W)`` input, freezes it, and saves it with an extra
+file ``yolokit.json`` (the same keys as the ONNX metadata: ``task``, ``names``, ``stride``, ``imgsz``, ``dynamic``,
+``nms_free``, ``end2end``, ``max_det``, ``spec``, ``yolokit_version``, plus what the caller adds). The module maps
+``(B, 3, H, W)`` float32 RGB in [0, 1] to the head's output, as the PyTorch model in eval mode does. The one-to-many
+head traces its anchor grid from the input's shape, so any multiple of the stride works (``dynamic=True``); the
+YOLO26 NMS-free head's top-k size is fixed by the traced shape (``dynamic=False``).
+
+A TorchScript file is a program (TorchScript code, not Python): load only files you trust. :func:`is_torchscript`
+recognises one by content (a zip archive with ``constants.pkl`` and a ``code/`` folder), never by name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import warnings
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from yolokit.errors import ExportError
+
+__all__ = ["export_torchscript", "is_torchscript", "read_torchscript_metadata", "load_torchscript", "EXTRA_FILE"]
+
+EXTRA_FILE = "yolokit.json"
+
+logger = logging.getLogger(__name__)
+
+
+def _metadata(model: Any, shape_hw: tuple[int, int], nms_free: bool) -> dict[str, Any]:
+    import yolokit
+
+    stride = [int(s) if float(s).is_integer() else float(s) for s in model.stride.tolist()]
+    return {"yolokit_version": yolokit.__version__, "format": "torchscript", "task": model.task,
+            "names": {str(int(k)): str(v) for k, v in dict(model.names).items()}, "stride": stride,
+            "imgsz": list(shape_hw), "dynamic": not nms_free, "nms_free": bool(nms_free),
+            "end2end": bool(model.end2end), "max_det": int(model.head.max_det), "spec": model.spec}
+
+
+def export_torchscript(model: Any, f: str | Path | None = None, *, imgsz: int | Sequence[int] = 640,
+                       nms_free: bool = False, metadata: dict[str, Any] | None = None) -> bytes | Path:
+    """Trace ``model`` (a ``DetectionModel``; not changed) to TorchScript -> the bytes, or the written ``Path``.
+
+    ``metadata`` entries are added to (and override) the file's ``yolokit.json``. The file is written atomically by
+    the main process only.
+    """
+    import torch
+
+    from yolokit.export.onnx import _export_shape, prepare_for_export
+
+    prepared = prepare_for_export(model, nms_free)
+    shape_hw = _export_shape(imgsz, int(max(float(s) for s in prepared.stride)))
+    dummy = torch.zeros(1, 3, *shape_hw)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
+            traced = torch.jit.freeze(torch.jit.trace(prepared, dummy, check_trace=False).eval())
+    except Exception as error:  # noqa: BLE001 - the tracer raises many types; one line
+        raise ExportError(f"TorchScript trace failed: {type(error).__name__}: {str(error).splitlines()[0]}; "
+                          "export format=onnx instead") from error
+    extra = {**_metadata(prepared, shape_hw, nms_free), **(metadata or {})}
+    buffer = io.BytesIO()
+    torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(extra, default=str)})
+    data = buffer.getvalue()
+    if f is None:
+        return data
+    from yolokit.utils.dist import is_main_process
+    from yolokit.utils.io import atomic_write_bytes
+
+    path = Path(f)
+    if is_main_process():
+        atomic_write_bytes(path, data)
+        logger.info("TorchScript model saved to %s (%.1f MB)", path, len(data) / 1e6)
+    return path
+
+
+def is_torchscript(path: str | Path) -> bool:
+    """True for a TorchScript archive (a zip with ``<root>/constants.pkl`` and ``<root>/code/``)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    roots = {name.split("/", 1)[0] for name in names if name.endswith("/constants.pkl")}
+    return any(name.startswith(f"{root}/code/") for root in roots for name in names)
+
+
+def load_torchscript(source: str | Path | bytes, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+    """(module, metadata) of a TorchScript file written by :func:`export_torchscript` (``names`` keys as ints).
+
+    Raises:
+        ExportError: unreadable, or without yolokit's ``yolokit.json``.
+    """
+    import torch
+
+    from yolokit.export.onnx import decode_metadata
+
+    extra = {EXTRA_FILE: ""}
+    target = io.BytesIO(source) if isinstance(source, bytes) else str(source)
+    try:
+        module = torch.jit.load(target, map_location=device, _extra_files=extra)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError and friends for bad archives
+        raise ExportError(f"cannot load TorchScript model ({str(error).splitlines()[0]}): pass a file written by "
+                          "yolokit's export format=torchscript") from error
+    if not extra[EXTRA_FILE]:
+        raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
+                          "format=torchscript")
+    raw = json.loads(extra[EXTRA_FILE])
+    return module.eval(), decode_metadata({k: json.dumps(v) for k, v in raw.items()})
+
+
+def read_torchscript_metadata(source: str | Path | bytes) -> dict[str, Any]:
+    """The ``yolokit.json`` metadata of a TorchScript file (read from the zip, the module is not loaded)."""
+    from yolokit.export.onnx import decode_metadata
+
+    with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+        name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
+        if name is None:
+            raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
+                              "format=torchscript")
+        raw = json.loads(archive.read(name))
+    return decode_metadata({k: json.dumps(v) for k, v in raw.items()})

@@ -195,3 +195,9 @@ def test_reader_in_a_read_only_directory_without_shm(tmp_path):
         assert sorted(os.listdir(folder)) == ["r.db"]
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_database_file_without_schema_reads_as_empty(tmp_path):
+    path = tmp_path / "r.db"
+    sqlite3.connect(path).close()  # a writer that stopped before its first migration committed
+    assert path.is_file() and db.connect_reader(path) is None

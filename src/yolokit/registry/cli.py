@@ -185,8 +185,9 @@ def _diff(reg: Any, ns: argparse.Namespace) -> str:
 
 
 def _pull(reg: Any, ns: argparse.Namespace) -> str:
-    path = reg.pull(ns.ref, ns.dest)
-    return f"Pulled {reg.resolve(ns.ref).ref} -> {path} (sha256 verified)"
+    version = reg.resolve(ns.ref)  # pinned: an alias moved meanwhile does not change what is pulled
+    path = reg.pull(version.ref, ns.dest)
+    return f"Pulled {version.ref} -> {path} (sha256 verified)"
 
 
 def _delete(reg: Any, ns: argparse.Namespace) -> str:

@@ -144,6 +144,9 @@ def connect_reader(db: Path) -> sqlite3.Connection | None:
         logger.debug("read-only open of %s failed (%s): opening it as immutable", db, err)
         conn = _configure(sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None))
         version = schema_version(conn)
+    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0:
+        conn.close()  # created by a writer that stopped before its first migration committed: still empty
+        return None
     _check_version(version, db, reader=True)
     return conn
 

@@ -166,6 +166,7 @@ class _Job:
     evaluate: Evaluate
     threads: int | None
     samples: tuple[Any, ...] = field(repr=False)
+    rounds: int = 8
 
     @property
     def sample(self) -> Any:
@@ -175,7 +176,8 @@ class _Job:
 
 def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[int, int], stride: int,
                   evaluate: Evaluate, method: str = "minmax", budget: float = 1.0, force: bool = False,
-                  threads: int | None = None, forms: Sequence[QuantForm] = FORMS) -> tuple[bytes, Int8Report]:
+                  threads: int | None = None, forms: Sequence[QuantForm] = FORMS,
+                  sensitivity_rounds: int = 8) -> tuple[bytes, Int8Report]:
     """Quantize the FP32 ONNX graph ``fp32`` (see the module docstring) -> (INT8 ONNX bytes, report).
 
     Args:
@@ -188,6 +190,8 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[i
         budget: largest allowed mAP50-95 drop, in points (1.0 = 0.01 mAP).
         force: write the best attempt even when the budget cannot be met (flagged in the report).
         threads: ONNX Runtime intra-op threads for timing (default: as the ONNX Runtime backend).
+        forms: the candidate forms.
+        sensitivity_rounds: at most this many greedy rounds (1, 2, 4, ... layers kept in float).
 
     Raises:
         ExportError: the budget is not met even after the sensitivity pass, and ``force`` is False.
@@ -206,7 +210,8 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[i
         logger.info("INT8: calibrating on %d images (%s)", calibration.count, method)
         cache = calibrate(prepared, reader, method, workdir / "ranges.json", workdir)
         samples = tuple(reader.load(path) for path in calibration.paths[:4])
-        job = _Job(prepared, cache, workdir, tuple(decode_nodes(proto)), method, evaluate, threads, samples)
+        job = _Job(prepared, cache, workdir, tuple(decode_nodes(proto)), method, evaluate, threads, samples,
+                   sensitivity_rounds)
         return _choose(fp32, job, forms, calibration, budget, force)
 
 

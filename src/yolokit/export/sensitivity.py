@@ -126,7 +126,7 @@ def sensitivity_pass(fp32: bytes, job: Any, fastest: Any, fp32_map: float, budge
                 ", ".join(f"{p.strip('/')} {s:.3f}" for p, s in ranking[:8]))
     rounds: list[dict[str, Any]] = []
     best = None
-    for k in _schedule(len(ranking)):
+    for k in _schedule(len(ranking))[: max(1, job.rounds)]:
         kept = tuple(prefix.strip("/") for prefix, _ in ranking[:k])
         nodes = [n for prefix, _ in ranking[:k] for n in groups[prefix]["nodes"]]
         data = quantize_form(job.prepared, form, [*job.excluded, *nodes], job.cache, job.workdir, job.method)

@@ -73,18 +73,22 @@ def test_qdq_and_qlinear_weights_are_dequantized():
              numpy_helper.from_array(np.array(0, np.uint8), "z")]
     nodes = [helper.make_node("DequantizeLinear", ["w_q", "w_s", "w_zp"], ["w"], name="dq", axis=0),
              helper.make_node("Conv", ["x", "w", "bias"], ["y"], name="/model.0/conv/Conv"),
-             helper.make_node("QLinearConv", ["xq", "s", "z", "w_q", "w_s", "w_zp", "s", "z"], ["yq"],
+             helper.make_node("QLinearConv", ["xq", "s", "z", "w_q", "w_s", "w_zp", "s", "z", "b_q"], ["yq"],
                               name="/model.1/conv/Conv_quant")]
+    inits.append(numpy_helper.from_array(np.array([30, -8], np.int32), "b_q"))
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 1, 1])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 1, 1])], inits)
     weights = node_weights(helper.make_model(graph))
     expected = np.array([(10 - 2) * 0.5, (-4 - 0) * 0.25], np.float32).reshape(2, 1, 1, 1)  # [4.0, -1.0]
     np.testing.assert_array_equal(weights["/model.0/conv/Conv.weight"].values, expected)
     np.testing.assert_array_equal(weights["/model.1/conv/Conv.weight"].values, expected)  # '_quant' dropped
+    # QLinearConv bias: B * x_scale * w_scale = [30 * 0.1 * 0.5, -8 * 0.1 * 0.25] = [1.5, -0.2]
+    np.testing.assert_allclose(weights["/model.1/conv/Conv.bias"].values, [1.5, -0.2], rtol=1e-6)
+    assert weights["/model.1/conv/Conv.bias"].stored == "int32"
     assert weights["/model.0/conv/Conv.weight"].stored == "int8"
     assert weights["/model.0/conv/Conv.bias"].stored == "float32"
     assert precision_of(weights) == "int8"
-    assert parameter_count(weights) == 4  # w_q counted once though two nodes use it, + 2 bias
+    assert parameter_count(weights) == 6  # w_q counted once though two nodes use it, + 2 float bias + 2 int32 bias
 
 
 def test_finetune_diff_lists_changed_and_frozen_layers(reg, files):  # noqa: F811

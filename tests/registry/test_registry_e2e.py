@@ -128,30 +128,52 @@ def test_show_and_json_output(files, tmp_path, capsys):  # noqa: F811
     assert json.loads(_run(capsys, *base, "list", "--json"))[0]["name"] == "demo"
 
 
-@pytest.mark.slow
-def test_a_real_training_run_registers_best_with_its_parent(files, tmp_path):  # noqa: F811
-    """One tiny epoch with the trainer (when this yolokit has it), then ``register_trained``."""
-    pytest.importorskip("yolokit.train.api", reason="the trainer is not in this tree")
-    from yolokit.config import make_config
-    from yolokit.data.synth import make_synthetic_dataset
-    from yolokit.registry import Registry, register_trained
-    from yolokit.train.api import train
-    from yolokit.train.config import TrainConfig
-    from yolokit.weights import load_weights
+@pytest.fixture
+def one_torch_thread():
+    import torch
 
-    reg = Registry(tmp_path / "reg")
-    reg.register("shapes", files.pretrained)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared 2-core machine: one thread is much faster
+    yield
+    torch.set_num_threads(saved)
+
+
+@pytest.mark.slow  # one real training epoch and an INT8 export with its calibration and budget check: ~10-40 s
+def test_train_then_export_onnx_and_int8_with_register(tmp_path, one_torch_thread):
+    """The acceptance chain through ``YOLO``: train(register=) -> export ONNX and INT8 (register=), each a child."""
+    from registry_helpers import save, tiny_model
+
+    from yolokit import YOLO
+    from yolokit.data.synth import make_synthetic_dataset
+    from yolokit.registry import Registry
+    from yolokit.registry.report import format_lineage
+
+    registry = str(tmp_path / "reg")
+    reg = Registry(registry)
+    pretrained = save(tiny_model(names={0: "rectangle", 1: "ellipse", 2: "triangle"}), tmp_path / "pre.safetensors")
+    reg.register("shapes", pretrained)
     data = make_synthetic_dataset(tmp_path / "data", n_train=8, n_val=4, imgsz=64, seed=0)
-    config = make_config(TrainConfig, {"data": str(data), "epochs": 1, "imgsz": 64, "batch": 4, "nbs": 8,
-                                       "workers": 0, "plots": False, "verbose": False, "warmup_epochs": 1,
-                                       "project": str(tmp_path / "runs"), "name": "t"})
-    _, metrics = train(load_weights(files.pretrained), config, parent=files.pretrained)
-    best = tmp_path / "runs" / "t" / "weights" / "best.safetensors"
-    version = register_trained("shapes", best, parent_weights=files.pretrained, registry=reg.path)
-    assert (version.ref, version.parent, version.relation) == ("shapes:2", "shapes:1", "finetuned")
-    assert version.train_args["epochs"] == 1 and set(version.metrics) >= {"map50", "map"}
-    assert version.metrics["map"] == pytest.approx(metrics["map"], abs=1e-6)
-    assert reg.diff("shapes:1", "shapes:2")["weights"]["changed"] > 0
+    model = YOLO(pretrained)
+    model.train(data=str(data), epochs=1, imgsz=64, batch=4, nbs=8, workers=0, plots=False, verbose=False,
+                warmup_epochs=1, freeze=3, project=str(tmp_path / "runs"), name="t", register="shapes",
+                registry=registry)
+    model.export(format="onnx", imgsz=64, register="shapes", registry=registry)
+    model.export(format="onnx", imgsz=64, int8=True, data=str(data), calib_images=4, force=True, register="shapes",
+                 registry=registry)
+    chain = [(v.ref, v.format, v.precision, v.parent, v.relation) for v in reg.history("shapes")]
+    assert chain == [("shapes:1", "safetensors", "fp32", None, None),
+                     ("shapes:2", "safetensors", "fp32", "shapes:1", "finetuned"),
+                     ("shapes:3", "onnx", "fp32", "shapes:2", "exported"),
+                     ("shapes:4", "onnx", "int8", "shapes:2", "quantized")]
+    assert reg.resolve("shapes:2").train_args["epochs"] == 1 and "map50" in reg.resolve("shapes:2").metrics
+    lineage = format_lineage(reg.lineage("shapes:2")).splitlines()
+    assert lineage[1].startswith("└─ [finetuned] shapes:2") and "[exported] shapes:3" in lineage[2]
+    weights = reg.diff("shapes:1", "shapes:2")["weights"]
+    assert weights["frozen_layers"][:3] == ["model.0", "model.1", "model.2"]  # freeze=3: layers 0-2
+    assert "model.5" in weights["changed_layers"]
+    quant = reg.diff("shapes:3", "shapes:4")["weights"]  # the INT8 file against the FP32 export, node by node
+    assert quant["mode"] == "quantization" and quant["only_a"] == [] and quant["only_b"] == []
+    assert quant["stored"].get("int8", 0) > 10 and 0 < quant["rel_l2"] < 0.05
 
 
 def test_reading_commands_load_no_torch(files, tmp_path):  # noqa: F811

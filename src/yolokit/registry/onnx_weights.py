@@ -9,8 +9,8 @@ rather than by initializer name: an INT8 graph renames its initializers (``w_qua
 the names of the Conv / Gemm / MatMul nodes of the float graph it was made from, so the two line up node by node.
 Inputs are followed through ``Identity`` / ``Cast`` (the exporter shares identical tensors that way) and through
 ``DequantizeLinear`` (QDQ INT8 graphs: ``(q - zero_point) * scale``, per tensor or per ``axis``). QOperator nodes
-(``QLinearConv``, ``QLinearMatMul``) have their weight inputs dequantized the same way, keyed by the node name
-without the quantizer's ``_quant`` suffix.
+(``QLinearConv``, ``QLinearMatMul``) have their weight inputs dequantized the same way (a QLinearConv's int32 bias
+as ``B * x_scale * w_scale``), keyed by the node name without the quantizer's ``_quant`` suffix.
 """
 
 from __future__ import annotations
@@ -123,7 +123,22 @@ def node_weights(model: Any) -> dict[str, NodeWeight]:
                                               axis=0)
                     if weight is not None:
                         out[f"{base}.{role}"] = weight
+            bias = _qlinear_conv_bias(graph, node)
+            if bias is not None:
+                out[f"{base}.bias"] = bias
     return out
+
+
+def _qlinear_conv_bias(graph: _Graph, node: Any) -> NodeWeight | None:
+    """A ``QLinearConv``'s int32 bias (input 8) as float: ``B * x_scale * w_scale`` (zero point 0, per channel)."""
+    inputs = list(node.input)
+    if node.op_type != "QLinearConv" or len(inputs) < 9 or not inputs[8]:
+        return None
+    if any(name not in graph.constants for name in (inputs[8], inputs[1], inputs[4])):
+        return None
+    q = graph.constants[inputs[8]]
+    scale = graph.constants[inputs[1]].astype(np.float32) * graph.constants[inputs[4]].astype(np.float32)
+    return NodeWeight((q.astype(np.float32) * scale).astype(np.float32), str(q.dtype), inputs[8])
 
 
 def precision_of(weights: dict[str, NodeWeight]) -> str:

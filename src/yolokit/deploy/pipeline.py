@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,7 +113,10 @@ def _parity(model: Any, backend: Any, cfg: ExportConfig, precision: str, shape_h
     final = cfg.embed_nms or not cfg.nms
     diff = compare_outputs(backend(x).numpy(), _reference(model, x, cfg).numpy(), final=final,
                            conf=cfg.conf if cfg.embed_nms else 0.05)
-    result = {"image": name, "box_max_abs_px": diff["box"], "score_max_abs": diff["score"]}
+    finite = {key: (value if math.isfinite(value) else None) for key, value in diff.items()}  # None: rows differ
+    result = {"image": name, "box_max_abs_px": finite["box"], "score_max_abs": finite["score"]}
+    if "rows_mismatched" in diff:
+        result["rows_mismatched"] = int(diff["rows_mismatched"])
     limits = TOLERANCES.get(precision)
     if limits is None:
         result["judged_by"] = "mAP (INT8)"
@@ -253,8 +257,8 @@ def _log(result: ExportResult) -> None:
     parity = result.parity
     found = f"mAP50-95 {result.map50_95:.4f}, mAP50 {result.map50:.4f}" if result.map50_95 is not None else \
         "mAP not measured (pass data=)"
-    logger.info("%s %s (%s head) saved to %s: %.2f MB, %.2f ms (batch 1), %s; parity on %s: boxes %.3g px, scores "
-                "%.3g (%s)", result.format.upper(), result.precision.upper(), result.head, result.path,
+    logger.info("%s %s (%s head) saved to %s: %.2f MB, %.2f ms (batch 1), %s; parity on %s: boxes %s px, scores "
+                "%s (%s)", result.format.upper(), result.precision.upper(), result.head, result.path,
                 result.size_bytes / 1e6, result.latency_ms, found, Path(str(parity["image"])).name,
                 parity["box_max_abs_px"], parity["score_max_abs"], parity.get("judged_by", "within tolerance"))
     if result.int8 is not None:

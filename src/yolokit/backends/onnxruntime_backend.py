@@ -14,7 +14,9 @@ Two ways to build one:
   export_onnx`; names, stride and head come from its ``metadata_props``. Such a file holds one head only.
 
 Threads are a property of each session, never of the process: ``intra_op_num_threads`` = ``num_threads`` if given,
-else ``OMP_NUM_THREADS`` when set, else the physical cores (:func:`yolokit.utils.threads.resolve_threads`); one
+else ``OMP_NUM_THREADS`` when set, else the physical cores that other processes leave free when the session is
+created, with spin-waiting off unless the machine is otherwise idle (:func:`yolokit.utils.threads.session_threads`,
+``benchmarks/under_load.py``); one
 inter-op thread; graph optimisation level ALL; ``CPUExecutionProvider``; workers spin during a run only
 (``session.force_spinning_stop``). torch's thread count is not touched.
 """
@@ -33,7 +35,7 @@ import torch
 from yolokit.backends.base import BackendBase, check_batch, check_nms_free
 from yolokit.errors import ConfigError, ExportError
 from yolokit.export.onnx import INPUT_NAME, decode_metadata, export_onnx, prepare_for_export, require
-from yolokit.utils.threads import resolve_threads
+from yolokit.utils.threads import ThreadPlan, session_threads
 
 __all__ = ["OnnxRuntimeBackend"]
 
@@ -42,11 +44,14 @@ logger = logging.getLogger(__name__)
 _REQUIRED_METADATA = ("names", "stride", "nms_free", "end2end", "imgsz", "dynamic", "max_det")
 
 
-def _session(model_bytes: bytes, threads: int) -> Any:
-    """A CPU ``InferenceSession`` on ``model_bytes`` with ``threads`` intra-op threads and full graph optimisation."""
+def _session(model_bytes: bytes, threads: ThreadPlan) -> Any:
+    """A CPU ``InferenceSession`` on ``model_bytes`` with ``threads.count`` intra-op threads (spinning as
+    ``threads.spin`` says) and full graph optimisation."""
     ort = require("onnxruntime")
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads.count
+    if not threads.spin:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -62,7 +67,7 @@ def _session(model_bytes: bytes, threads: int) -> Any:
                           "yolokit.export.onnx.export_onnx") from error
 
 
-def _load_graph(model: Any, imgsz: int | Sequence[int], nms_free: bool, cache: bool, threads: int,
+def _load_graph(model: Any, imgsz: int | Sequence[int], nms_free: bool, cache: bool, threads: ThreadPlan,
                 dynamic: bool = True) -> Any:
     """A session on ``model``'s graph, from the on-disk cache when ``cache`` (re-exported if the cached file is bad)."""
     if not cache:
@@ -88,7 +93,8 @@ class OnnxRuntimeBackend(BackendBase):
 
     Args:
         source: an ONNX model as a file path or bytes, exported by ``export_onnx`` (its metadata is required).
-        num_threads: intra-op threads of the session (default: ``OMP_NUM_THREADS`` when set, else physical cores).
+        num_threads: intra-op threads of the session (default: ``OMP_NUM_THREADS`` when set, else the physical cores
+            other processes leave free; :func:`yolokit.utils.threads.session_threads`).
     """
 
     device = torch.device("cpu")
@@ -98,10 +104,12 @@ class OnnxRuntimeBackend(BackendBase):
 
     def __init__(self, source: str | Path | bytes, num_threads: int | None = None) -> None:
         data = source if isinstance(source, bytes) else self._read(Path(source))
-        self._setup(_session(data, resolve_threads(num_threads)))
+        threads = session_threads(num_threads)
+        self._setup(_session(data, threads), threads)
 
-    def _setup(self, session: Any) -> None:
+    def _setup(self, session: Any, threads: ThreadPlan) -> None:
         self.num_threads = int(session.get_session_options().intra_op_num_threads)
+        self._threads = threads
         self._model: Any = None  # set by from_model: exports the other head on demand
         self._cache = False
         self._sessions: dict[bool, Any] = {}
@@ -131,12 +139,12 @@ class OnnxRuntimeBackend(BackendBase):
         With ``cache=True`` the exported graph is kept on disk (:mod:`yolokit.export.graph_cache`), so the next
         process with the same weights skips the export; ``cache=False`` exports in memory only.
         """
-        threads = resolve_threads(num_threads)  # a bad value fails before the export
+        threads = session_threads(num_threads)  # a bad value fails before the export
         require("onnxruntime")  # fail before spending a second on the export
         require("onnx")
         private = prepare_for_export(model, nms_free=False)
         backend = cls.__new__(cls)
-        backend._setup(_load_graph(private, imgsz, nms_free=False, cache=cache, threads=threads))
+        backend._setup(_load_graph(private, imgsz, nms_free=False, cache=cache, threads=threads), threads)
         backend._model, backend._cache = private, cache
         return backend
 
@@ -175,7 +183,7 @@ class OnnxRuntimeBackend(BackendBase):
                 raise ConfigError(f"this ONNX file holds only the {held} head, got nms={not flag}: pass nms="
                                   f"{not self.nms_free}, or export it again with nms={not flag}")
             self._sessions[flag] = _load_graph(self._model, self.metadata["imgsz"], nms_free=flag, cache=self._cache,
-                                               threads=self.num_threads, dynamic=self.dynamic)
+                                               threads=self._threads, dynamic=self.dynamic)
         self.nms_free = flag
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:

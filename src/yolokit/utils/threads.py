@@ -4,6 +4,9 @@
 - :func:`check_num_threads`: validate a user's ``num_threads`` where it enters.
 - :func:`resolve_threads`: the count for an engine that takes one per session (ONNX Runtime): ``num_threads`` if
   given, else ``OMP_NUM_THREADS`` when set, else :func:`physical_cores`.
+- :func:`session_threads`: the :class:`ThreadPlan` (count, spinning) of an inference session created without a
+  count: the physical cores other processes leave free, spinning only on an otherwise idle machine
+  (:func:`busy_cpus` probes ``/proc/stat`` for 50 ms).
 - :func:`torch_threads`: a context manager that runs its block with torch's intra-op thread count set to
   ``num_threads`` and restores the previous count afterwards (``None``: leaves torch alone). torch's count is
   process-wide, so other threads running torch at the same time see the change for the block's duration.
@@ -14,14 +17,17 @@ Nothing here runs at import; torch is imported only inside :func:`torch_threads`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import operator
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from yolokit.errors import ConfigError
 
-__all__ = ["physical_cores", "check_num_threads", "resolve_threads", "torch_threads"]
+__all__ = ["physical_cores", "check_num_threads", "resolve_threads", "torch_threads", "ThreadPlan", "busy_cpus",
+           "session_threads"]
 
 
 def _threads_per_core() -> int:
@@ -73,6 +79,66 @@ def resolve_threads(num_threads: int | None = None) -> int:
     if env.isdigit() and int(env) >= 1:
         return int(env)
     return physical_cores()
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadPlan:
+    """Threads of one inference session: ``count`` intra-op threads; ``spin``: its workers may spin-wait between
+    the kernels of a run (lower latency on an idle machine, lost time on a shared one)."""
+
+    count: int
+    spin: bool = True
+
+
+def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """``cpu -> (busy, total)`` jiffies of the given CPUs from ``/proc/stat`` ({} when unreadable)."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus and len(fields) >= 4:
+            values = [int(v) for v in fields[:8]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+            out[int(name[3:])] = (sum(values) - idle, sum(values))
+    return out
+
+
+def busy_cpus(probe_s: float = 0.05) -> float:
+    """How many of this process's CPUs other work keeps busy (0.0 .. CPUs), measured over ``probe_s`` seconds
+    while this thread sleeps; 0.0 where ``/proc/stat`` is not available."""
+    try:
+        cpus = set(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return 0.0
+    before = _cpu_times(cpus)
+    time.sleep(probe_s)
+    after = _cpu_times(cpus)
+    busy = 0.0
+    for cpu, (busy_after, total_after) in after.items():
+        busy_before, total_before = before.get(cpu, (busy_after, total_after))
+        if total_after > total_before:
+            busy += (busy_after - busy_before) / (total_after - total_before)
+    return busy
+
+
+def session_threads(num_threads: int | None = None, probe_s: float = 0.05) -> ThreadPlan:
+    """The threads of an inference session (ONNX Runtime), chosen when it is created.
+
+    ``num_threads`` or ``OMP_NUM_THREADS`` set: that count, spinning (the user sized it). Otherwise the physical
+    cores minus the cores other processes keep busy (:func:`busy_cpus`; rounded, at least 1), spinning only when
+    nothing else runs: on a shared core a spinning worker takes time from the process that needs it, and a session
+    whose threads outnumber the free cores waits at every kernel for the one that was descheduled.
+    """
+    checked = check_num_threads(num_threads)
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if checked is not None or (env.isdigit() and int(env) >= 1):
+        return ThreadPlan(resolve_threads(checked))
+    cores = physical_cores()
+    busy = busy_cpus(probe_s) / _threads_per_core()
+    return ThreadPlan(max(1, min(cores, int(cores - busy + 0.5))), spin=busy < 0.25)
 
 
 @contextlib.contextmanager

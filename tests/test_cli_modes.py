@@ -14,7 +14,7 @@ SHAPES = FIXTURES / "yolo26-tiny-shapes.pt"
 def test_info_prints_reference_style_summary(capsys):
     assert main(["info", "model=yolov8n.yaml"]) == 0
     out = capsys.readouterr().out
-    assert "YOLOv8n summary: 129 layers, 3,157,200 parameters, 3,157,184 gradients, 8.8 GFLOPs" in out
+    assert "YOLOv8n summary: 129 layers, 3,157,200 parameters, 3,157,184 gradients, 8.9 GFLOPs" in out
 
 
 def test_info_detailed_lists_parameters(capsys):

@@ -39,21 +39,28 @@ UNSUPPORTED_MODES = {
     "solutions": "'solutions' (counting, heatmaps, ...) are not supported by yolokit",
 }
 REFERENCE_TASKS = ("segment", "classify", "pose", "obb")
+HELP_MODES = ("info", "predict", "val", "export", "train", "benchmark", "demo", "version", "settings", "checks")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("help", "-h", "--help"):
-        print(__doc__.strip())
-        return 0
+    if not args or args[0] in ("-h", "--help"):
+        args = ["help"]
     restore = _configure_logging()
     try:
         mode, rest = _mode_and_rest(args)
+        if mode in HELP_MODES and any(word in ("-h", "--help", "help") for word in rest):
+            print(_mode_help(mode, rest))
+            return 0
         return COMMANDS[mode](rest)
     except YolokitError as err:
         print(f"Error: {err}", file=sys.stderr)
         return 2
+    except SystemExit as done:  # argparse's --help of inspect/convert/data/registry
+        if done.code in (0, None):
+            return 0
+        raise
     finally:
         restore()
 
@@ -71,7 +78,7 @@ def _mode_and_rest(args: list[str]) -> tuple[str, list[str]]:
     if mode not in COMMANDS:
         if mode in UNSUPPORTED_MODES:
             raise ConfigError(UNSUPPORTED_MODES[mode])
-        raise ConfigError(unknown_key_message(mode, sorted(COMMANDS), "yolokit").replace("setting", "mode"))
+        raise ConfigError(_unknown_mode(mode))
     if task is not None:
         if mode not in MODEL_MODES:
             raise ConfigError(f"mode '{mode}' takes no task: run 'yolokit {mode} ...'")
@@ -79,31 +86,12 @@ def _mode_and_rest(args: list[str]) -> tuple[str, list[str]]:
     return mode, rest
 
 
-class _StdoutHandler(logging.StreamHandler):
-    """Writes to whatever ``sys.stdout`` is at the time of the record (so redirection and capture work)."""
-
-    @property  # type: ignore[override]
-    def stream(self):
-        return sys.stdout
-
-    @stream.setter
-    def stream(self, value) -> None:
-        pass
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "tqdm" in sys.modules:  # a progress bar may be on screen: print above it instead of through it
-            from tqdm import tqdm
-
-            tqdm.write(self.format(record), file=sys.stdout)
-        else:
-            super().emit(record)
-
-
 def _configure_logging() -> Callable[[], None]:
     """Send yolokit's INFO logs to stdout as plain lines for this command; return the function that undoes it."""
+    from yolokit.utils.log import StdoutHandler
+
     logger = logging.getLogger("yolokit")
-    handler = _StdoutHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler = StdoutHandler()
     saved = (logger.level, logger.propagate)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -157,16 +145,89 @@ def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> 
     known = [key for cls in classes for key in config_keys(cls) if key != "model"]
     for key in values:
         if key not in known and key not in extra:
-            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra], mode))
+            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra], mode,
+                                                  elsewhere=_mode_keys(task)))
     if len(classes) == 1:
         make_config(classes[0], {k: v for k, v in values.items() if k not in extra})
+    if "device" in values:  # a GPU this machine lacks: one line before any model is read or downloaded
+        from yolokit.config import check_device
+        from yolokit.model import _check_device_present
+
+        _check_device_present(check_device("device", values["device"]))
     return model, task, values
+
+
+def _unknown_mode(word: str) -> str:
+    """``"unknown mode 'predcit': did you mean 'predict'?"`` (only a close match), else the list of modes."""
+    from yolokit.config import close_matches
+
+    close = close_matches(word, list(dict.fromkeys([*COMMANDS, *UNSUPPORTED_MODES])))
+    if not close:
+        return f"unknown mode '{word}': modes: {', '.join(COMMANDS)} ('yolokit help' says more)"
+    lacking = f" ({UNSUPPORTED_MODES[close[0]]})" if close[0] not in COMMANDS else ""
+    return f"unknown mode '{word}': did you mean '{close[0]}'?{lacking}"
+
+
+def _mode_keys(task: str | None) -> dict[str, list[str]]:
+    """Every model mode's keys (for "'epochs' is a setting of train" instead of a far-fetched suggestion)."""
+    return {mode: [key for cls in _mode_configs(mode, task) for key in config_keys(cls)] for mode in MODEL_MODES}
+
+
+def _mode_help(mode: str, rest: list[str]) -> str:
+    """``yolokit MODE --help``: the keys of a model mode (generated from its settings classes), or one line."""
+    from yolokit.cli_help import MODE_SUMMARY, settings_help
+
+    if mode not in MODEL_MODES:
+        doc = (COMMANDS[mode].__doc__ or "").strip().splitlines()
+        summary = MODE_SUMMARY.get(mode) or (doc[0] if doc else "")
+        usage = f"\nusage: {doc[0].replace('`', '').rstrip('.')}" if doc and doc[0] != summary else ""
+        return f"yolokit {mode}: {summary}{usage}"
+    task = next((word.partition("=")[2] for word in rest if word.startswith("task=")), None)
+    extra = [("model", "str", "(required)", "weights file, published name, URL, registry://NAME or a spec YAML")]
+    if mode == "predict":
+        extra += [("source", "str", "(required)", "image, folder, glob, URL, video, or a .txt list of them"),
+                  ("save", "bool", "True (CLI)", "save annotated images/videos (Python API default: False)")]
+    return settings_help(mode, _mode_configs(mode, task), extra)
 
 
 def _load(model: str, task: str | None) -> Any:
     from yolokit.model import YOLO
 
     return YOLO(model, task=task)
+
+
+def cmd_help(rest: list[str]) -> int:
+    """``yolokit help`` (every mode in one line each) or ``yolokit help MODE`` (that mode's keys)."""
+    from yolokit.cli_help import overview
+
+    if rest and rest[0] in COMMANDS and rest[0] != "help":
+        print(_mode_help(rest[0], rest[1:]))
+        return 0
+    if rest:
+        raise ConfigError(_unknown_mode(rest[0]))
+    missing = [name for name in UNSUPPORTED_MODES if name not in COMMANDS]
+    missing += [f"the {task} task" for task in REFERENCE_TASKS if task not in task_names()]
+    print(overview(COMMANDS, task_names(), missing))
+    return 0
+
+
+def cmd_settings(rest: list[str]) -> int:
+    from yolokit.cli_help import settings_text
+
+    if rest:
+        raise ConfigError(f"yolokit settings takes no arguments, found {rest}: its values come from environment "
+                          "variables, e.g. YOLOKIT_CACHE_DIR=/data/cache yolokit predict ...")
+    print(settings_text())
+    return 0
+
+
+def cmd_checks(rest: list[str]) -> int:
+    from yolokit.cli_help import checks_text
+
+    if rest:
+        raise ConfigError(f"yolokit checks takes no arguments, found {rest}")
+    print(checks_text())
+    return 0
 
 
 def cmd_version(rest: list[str]) -> int:
@@ -237,7 +298,9 @@ def cmd_benchmark(rest: list[str]) -> int:
 def cmd_export(rest: list[str]) -> int:
     model, task, values = _model_settings(rest, "export", extra=("register", "registry"))
     path = _load(model, task).export(**values)
-    print(f"Exported {model} -> {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    from yolokit.utils.io import format_size
+
+    print(f"Exported {model} -> {path} ({format_size(path.stat().st_size)})")
     return 0
 
 
@@ -324,6 +387,9 @@ def _parse(parser: argparse.ArgumentParser, rest: list[str]) -> Any:
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "help": cmd_help,
+    "settings": cmd_settings,
+    "checks": cmd_checks,
     "version": cmd_version,
     "info": cmd_info,
     "predict": cmd_predict,

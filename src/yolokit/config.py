@@ -297,8 +297,8 @@ def unknown_key_message(key: str, known: list[str], mode: str, elsewhere: dict[s
     typo away (:func:`close_matches`) is suggested; otherwise the valid keys are listed."""
     owners = [other for other, keys in (elsewhere or {}).items() if other != mode and key in keys]
     if owners:
-        return (f"{mode} has no setting '{key}': it is a setting of {' and '.join(owners)} (yolokit {owners[0]} ... "
-                f"{key}=...)")
+        where = owners[0] if len(owners) == 1 else f"{', '.join(owners[:-1])} and {owners[-1]}"
+        return f"{mode} has no setting '{key}': it is a setting of {where} (yolokit {owners[0]} ... {key}=...)"
     if key in REFERENCE_ONLY:
         return f"{mode} setting '{key}' (of the reference implementation) is not supported by yolokit: " + \
             REFERENCE_ONLY[key]

@@ -20,6 +20,7 @@ when the settings object is built, and here the parts that need the model (``img
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from yolokit.config import ExportConfig, InfoConfig, fit_imgsz, make_config
 from yolokit.errors import ConfigError, WeightsError
 from yolokit.tasks import TaskSpec, get_task, task_for_head
+from yolokit.utils.log import logged
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -35,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.models.detector import DetectionModel
     from yolokit.predict.results import Results
 
+logger = logging.getLogger(__name__)
 SPEC_SUFFIXES = (".yaml", ".yml")
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors", "pt": ".pt"}
 
@@ -61,6 +64,7 @@ class YOLO:
         self.runtime: Any = None  # an OnnxRuntimeBackend when loaded from an .onnx file
         self.registry_version: Any = None  # the yolokit.registry Version when loaded from registry://
         self._backends: dict[tuple[Any, ...], Any] = {}
+        self._device: str | None = None  # set by to(): the default device of predict and val
         if task is not None:
             get_task(task)  # an unknown name fails before anything is read
         self._task: TaskSpec
@@ -192,10 +196,27 @@ class YOLO:
         return self.model
 
     # --- modes ------------------------------------------------------------------------------------------------
+    @logged
     def info(self, detailed: bool = False, verbose: bool = True, imgsz: int = 640) -> tuple[int, int, int, float]:
-        """Log ``"<Name> summary: L layers, P parameters, G gradients, F GFLOPs"`` and return the tuple."""
+        """Log ``"<Name> summary: L layers, P parameters, G gradients, F GFLOPs"`` (GFLOPs at ``imgsz``, 640 as in
+        the reference) and the line naming the ``imgsz`` predict and val use by default; return the tuple."""
         cfg = make_config(InfoConfig, detailed=detailed, verbose=verbose, imgsz=imgsz)
-        return self._torch_model("info").info(verbose=cfg.verbose, detailed=cfg.detailed, imgsz=cfg.imgsz)
+        summary = self._torch_model("info").info(verbose=cfg.verbose, detailed=cfg.detailed, imgsz=cfg.imgsz)
+        if cfg.verbose:
+            logger.info("%s; GFLOPs counted at imgsz=%s", self._defaults_note(), cfg.imgsz)
+        return summary
+
+    def to(self, device: Any) -> YOLO:
+        """Move the weights to ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, an index or a
+        ``torch.device``), which becomes the default ``device`` of predict and val; returns self."""
+        from yolokit.config import check_device
+
+        name = check_device("device", str(device))
+        _check_device_present(name)
+        self._torch_model("to").to(name)
+        self._backends.clear()
+        self._device = name
+        return self
 
     def fuse(self) -> YOLO:
         """Fold every BatchNorm into its convolution (inference only; outputs unchanged)."""
@@ -203,6 +224,7 @@ class YOLO:
         self._backends.clear()
         return self
 
+    @logged
     def predict(self, source: Any, stream: bool = False, **overrides: Any) -> list[Results] | Iterator[Results]:
         """Detect objects in ``source`` (path, dir, glob, URL, array, PIL image, tensor, video).
 
@@ -210,12 +232,14 @@ class YOLO:
         Settings are those of ``PredictConfig`` (``conf``, ``iou``, ``imgsz``, ``classes``, ``nms``, ``save``...);
         ``imgsz`` defaults to the size the weights record (their training or export size), as in the reference.
         """
+        overrides = {**self._family_defaults("predict"), **overrides}
         cfg = self._checked(make_config(self._task.load("predict_config"), self._defaults(overrides), stream=stream))
         predictor = self._task.load("predictor")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
         return predictor.stream(source) if cfg.stream else predictor.predict(source)
 
     __call__ = predict
 
+    @logged
     def val(self, data: str | Path | None = None, **overrides: Any) -> DetectionMetrics:
         """Measure mAP on a dataset split; returns the metrics and saves JSON + plots to ``runs/val``.
 
@@ -227,9 +251,11 @@ class YOLO:
             data = self.metadata.get("provenance", {}).get("train_args", {}).get("data")
             if not data:
                 raise ConfigError("val needs a dataset: pass data='path/to/data.yaml'")
+        overrides = {**self._family_defaults("val"), **overrides}
         cfg = self._checked(make_config(cfg_cls, self._defaults(overrides, square=True), data=str(data)))
         return self._task.load("validator")(self._backend(cfg.device, cfg.half, cfg.engine), cfg)
 
+    @logged
     def train(self, data: str | Path | None = None, **overrides: Any) -> dict[str, Any]:
         """Train these weights on ``data`` (or continue a killed run: ``resume=RUN_DIR``); afterwards this object
         holds the best weights (``ckpt_path``: the run's ``weights/best.safetensors``).
@@ -261,6 +287,7 @@ class YOLO:
 
         return save_weights(self._torch_model("save"), path, half=half, metadata=self.metadata or None)
 
+    @logged
     def export(self, format: str = "onnx", **overrides: Any) -> Path:  # noqa: A002 - the familiar keyword
         """Write the model as ``format`` (``onnx``, ``safetensors`` or ``pt``) and return the file's path.
 
@@ -295,6 +322,7 @@ class YOLO:
         path = int8_path(path) if cfg.int8 and not cfg.file else path  # checked: parity, latency, mAP, INT8 budget
         return export_model(model, cfg, path, source=self.ckpt_path).path
 
+    @logged
     def benchmark(self, data: str | Path | None = None, imgsz: int = 640, **options: Any) -> list[dict[str, Any]]:
         """The format table (PyTorch fp32, ONNX fp32/fp16/INT8, TorchScript: size, latency, mAP, drop vs PyTorch);
         logs it and writes JSON (``yolokit.deploy.benchmark.benchmark`` has the options)."""
@@ -335,6 +363,8 @@ class YOLO:
         """``overrides`` plus what the loaded file implies and the user did not set: the weights' recorded
         ``imgsz`` (an int, or the long side when ``square``) and an ONNX file's head."""
         overrides = self._file_head(overrides)
+        if self._device is not None and "device" not in overrides:
+            overrides = {**overrides, "device": self._device}
         recorded = self.metadata.get("imgsz")
         if "imgsz" in overrides or not recorded:
             return overrides
@@ -346,6 +376,22 @@ class YOLO:
             return overrides
         imgsz: int | tuple[int, int] = max(sides) if square or len(set(sides)) == 1 else (sides[0], sides[-1])
         return {**overrides, "imgsz": imgsz}
+
+    def _family_defaults(self, mode: str) -> dict[str, Any]:
+        """The NMS defaults of the model's family for ``mode`` that the user did not override (YOLOv5: the
+        original's iou 0.45 / max_det 1000 for predict, iou 0.6 for val; others: none)."""
+        from yolokit.models.yolov5 import inference_defaults
+
+        spec = self.metadata.get("spec") if self.is_onnx else getattr(self.model, "spec", None)
+        return inference_defaults(spec, mode)
+
+    def _defaults_note(self) -> str:
+        """``"predict/val default imgsz=320 (recorded in the weights)"``, plus a recorded val dataset."""
+        recorded = self._defaults({}).get("imgsz")
+        text = (f"predict/val default imgsz={recorded} (recorded in the weights)" if recorded is not None
+                else "predict/val default imgsz=640 (yolokit's default: the weights record no size)")
+        data = (self.metadata.get("provenance") or {}).get("train_args", {}).get("data")
+        return text + (f", val data={data} (recorded)" if data else "")
 
     def _file_head(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """For an ONNX file, default ``nms`` to the head it holds (it has one only); other models: unchanged."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from yolokit.cli import main
-from yolokit.errors import ConfigError, ExportError
+from yolokit.errors import ConfigError
 from yolokit.model import YOLO
 from yolokit.weights import detect_format, read_weights
 
@@ -94,9 +94,9 @@ def test_export_weights_formats_and_errors(yolo26, tmp_path):
         model.export(format="pt")
     native = model.export(format="pt", file=str(tmp_path / "native.pt"))
     assert detect_format(native) == "yolokit-pt"
-    with pytest.raises(ConfigError, match="format must be one of onnx, safetensors, pt, got 'tflite'"):
+    with pytest.raises(ConfigError, match="format must be one of onnx, torchscript, safetensors, pt, got 'tflite'"):
         model.export(format="tflite")
-    with pytest.raises(ExportError, match="INT8 quantization is not available yet"):
+    with pytest.raises(ConfigError, match="int8=True needs data=path/to/data.yaml"):
         model.export(int8=True)
     with pytest.raises(ConfigError, match="unknown export setting 'imsz': did you mean 'imgsz'"):
         model.export(imsz=320)

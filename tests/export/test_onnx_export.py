@@ -116,8 +116,6 @@ def test_bad_arguments_raise_one_line_errors():
         export_onnx(v8, nms_free=True)
     with pytest.raises(ConfigError, match="multiples of the model stride 32"):
         export_onnx(v8, imgsz=100)
-    with pytest.raises(ExportError, match="half=False"):
-        export_onnx(v8, half=True)
     with pytest.raises(ConfigError, match="DetectionModel"):
         export_onnx(torch.nn.Conv2d(3, 3, 1))
 

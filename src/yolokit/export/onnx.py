@@ -177,11 +177,9 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
         dynamic: dynamic height/width (the predictor then letterboxes to the minimal rectangle, as with torch).
         nms_free: export the YOLO26 one-to-one head (``(B, K, 6)`` output, ``K = min(max_det, anchors)``).
         opset: ONNX opset version.
-        half: fp16 export; not supported yet (the graph's anchor ranges would be fp16, which ONNX Runtime rejects).
+        half: float16 inside, float32 input and output (:func:`yolokit.export.fp16.convert_fp16`; the decode and the
+            ops without float16 kernels stay float32).
     """
-    if half:
-        raise ExportError("half=True (fp16 ONNX) is not supported yet: the anchor Range ops would be fp16, which "
-                          "ONNX Runtime rejects; export fp32 with half=False")
     require("onnx")
     prepared = prepare_for_export(model, nms_free)
     shape_hw = _export_shape(imgsz, int(max(float(s) for s in prepared.stride)))
@@ -192,6 +190,10 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
 
         props["created"] = json.dumps(utc_now_iso())
     data = _finish_graph(raw, props, _output_dims(prepared, shape_hw, dynamic, nms_free))
+    if half:
+        from yolokit.export.fp16 import convert_fp16
+
+        data = convert_fp16(data)
     logger.debug("exported ONNX graph: %d bytes, imgsz %s, dynamic=%s, nms_free=%s", len(data), shape_hw, dynamic,
                  nms_free)
     if isinstance(f, io.BytesIO):

@@ -83,7 +83,7 @@ def _one_line_error(argv, capsys) -> str:
     (["val", f"model={SHAPES}", "data=d.yaml", "batch=0"], "batch must be >= 1"),
     (["val", f"model={SHAPES}", "data=d.yaml", "workers=-1"], "workers must be >= 0"),
     (["export", f"model={SHAPES}", "imgsz=0"], "imgsz must be a size"),
-    (["export", f"model={SHAPES}", "format=tflite"], "format must be one of onnx, safetensors, pt"),
+    (["export", f"model={SHAPES}", "format=tflite"], "format must be one of onnx, torchscript, safetensors, pt"),
     (["info", f"model={SHAPES}", "imgsz=-1"], "imgsz must be a size"),
     (["detect", *PREDICT, "conf=1.5"], "conf must be in [0, 1]"),
 ])

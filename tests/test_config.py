@@ -103,7 +103,7 @@ def test_bad_predict_values_are_one_line_config_errors(key, value, message):
     (ValConfig, "workers", -1, r"workers must be >= 0, got -1"),
     (ValConfig, "imgsz", -1, r"imgsz must be a size in 1..8192"),
     (ExportConfig, "imgsz", 0, r"imgsz must be a size in 1..8192"),
-    (ExportConfig, "format", "tflite", r"export format must be one of onnx, safetensors, pt, got 'tflite'"),
+    (ExportConfig, "format", "tflite", r"format must be one of onnx, torchscript, safetensors, pt, got 'tflite'"),
     (ExportConfig, "opset", 3, r"opset must be >= 7, got 3"),
     (InfoConfig, "imgsz", -1, r"imgsz must be a size in 1..8192"),
 ])

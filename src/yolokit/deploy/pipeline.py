@@ -9,8 +9,9 @@ Every export, after building the graph:
    (:func:`yolokit.deploy.checks.parity_image`) and fails with ``ExportError`` when the max abs difference of boxes
    or scores exceeds the precision's tolerance (:data:`yolokit.deploy.checks.TOLERANCES`); INT8 is judged by mAP
    (its budget) instead, its difference is reported only;
-3. measures its **latency** (median, batch 1) and, with ``data=``, its **mAP** on the val split (INT8: taken from
-   the quantization report, which measured it beside FP32);
+3. measures its **latency** (median, batch 1) and, with ``data=``, its **mAP** on the val split with square
+   ``imgsz`` batches, the same protocol for every format (INT8: taken from the quantization report, which measured
+   it beside FP32);
 4. writes the figures into the file's metadata (``parity``, ``latency_ms``, ``map50_95``, ``map50``) and the file
    atomically (main process only), and logs them.
 """
@@ -179,7 +180,7 @@ def _measured(backend: Any, cfg: ExportConfig, shape_hw: tuple[int, int], report
         values.update(map50_95=report.int8["map50_95"], map50=report.int8["map50"])
     if cfg.data and (report is None or cfg.embed_nms):  # embedded NMS: measured with its baked-in conf
         values["map50_95"], values["map50"] = evaluate_backend(backend, cfg.data, max(shape_hw),
-                                                               nms=not (cfg.embed_nms or not cfg.nms))
+                                                               nms=not (cfg.embed_nms or not cfg.nms), rect=False)
     return values
 
 

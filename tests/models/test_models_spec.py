@@ -31,7 +31,7 @@ def test_load_shipped_names(source, scale, yaml_file):
 
 
 def test_shipped_families_and_rows():
-    assert shipped_specs() == ["yolo11", "yolo11-cls", "yolo26", "yolo26-cls", "yolov8", "yolov8-cls"]
+    assert shipped_specs() == ["yolo11", "yolo11-cls", "yolo26", "yolo26-cls", "yolov5", "yolov8", "yolov8-cls"]
     v8, y11, y26 = load_spec("yolov8n"), load_spec("yolo11n"), load_spec("yolo26n")
     assert len(v8["backbone"]) + len(v8["head"]) == 23 and len(y26["backbone"]) + len(y26["head"]) == 24
     assert v8["scales"]["m"] == [0.67, 0.75, 768] and y11["scales"]["x"] == [1.0, 1.5, 512]
@@ -75,7 +75,7 @@ def test_scale_priority_and_unknown_scale(tmp_path):
 
 
 def test_missing_or_broken_sources(tmp_path):
-    with pytest.raises(SpecError, match="not found.*yolo11, yolo11-cls, yolo26, yolo26-cls, yolov8, yolov8-cls"):
+    with pytest.raises(SpecError, match="not found.*yolo11, yolo11-cls, yolo26, yolo26-cls, yolov5, yolov8, yolov8-cls"):
         load_spec("yolo99n.yaml")
     with pytest.raises(SpecError, match="not found"):
         load_spec(tmp_path / "nope.yaml")

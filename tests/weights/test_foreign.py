@@ -151,9 +151,10 @@ def test_checkpoints_without_a_model(tmp_path: pathlib.Path, ckpt: object, match
     assert_one_line(exc, path)
 
 
-def test_yolov5_checkpoint_is_named(tmp_path: pathlib.Path) -> None:
-    path = fake_torch_save({"model": Obj(Fake("models.yolo", "DetectionModel"), {})}, tmp_path / "v5.pt")
-    with pytest.raises(WeightsError, match="YOLOv5 import is not supported yet") as exc:
+def test_yolov5_checkpoint_with_layers_yolokit_lacks_is_named(tmp_path: pathlib.Path) -> None:
+    obj = {"model": Obj(Fake("models.yolo", "DetectionModel"), {"_modules": {"0": Obj(Fake("models.common", "C3TR"))}})}
+    path = fake_torch_save(obj, tmp_path / "v5.pt")
+    with pytest.raises(WeightsError, match="YOLOv5 checkpoint .* these layers are not supported") as exc:
         read_ultralytics(path)
     assert not isinstance(exc.value, UnsafeWeightsError)
 

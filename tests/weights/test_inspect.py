@@ -105,9 +105,11 @@ def test_unsafe_file_is_inspectable_and_not_executed(tmp_path: pathlib.Path, wra
     assert not marker.exists()
 
 
-def test_yolov5_file_is_reported(tmp_path: pathlib.Path) -> None:
-    report = inspect_weights(fake_torch_save({"model": Obj(Fake("models.yolo", "Model"), {})}, tmp_path / "v5.pt"))
-    assert report["safety"]["verdict"] == "unsupported" and "YOLOv5 import is not supported yet" in report["error"]
+def test_yolov5_file_with_layers_yolokit_lacks_is_reported(tmp_path: pathlib.Path) -> None:
+    obj = {"model": Obj(Fake("models.yolo", "Model"), {"_modules": {"0": Obj(Fake("models.common", "C3TR"), {})}})}
+    report = inspect_weights(fake_torch_save(obj, tmp_path / "v5.pt"))
+    assert report["safety"]["verdict"] == "unsupported" and "these layers are not supported" in report["error"]
+    assert "models.common.C3TR" in report["error"]
 
 
 def test_unreadable_contents_are_reported_not_raised(tmp_path: pathlib.Path) -> None:

@@ -19,6 +19,7 @@ from yolokit.errors import SpecError
 from yolokit.models.detector import DetectionModel
 from yolokit.models.spec import canonical_module_name, load_spec, spec_rows
 from yolokit.nn import C2PSA, SPPF, Bottleneck, C2f, C3k, C3k2, Classify, Concat, Conv, Detect, DWConv
+from yolokit.nn.yolov5 import C3, SPP, BottleneckCSP, Focus
 
 __all__ = ["LAYER_TYPES", "build_model", "build_layers"]
 
@@ -114,6 +115,11 @@ LAYER_TYPES: dict[str, LayerFactory] = {
     "Upsample": _upsample,
     "Detect": _detect,
     "Classify": _classify,
+    # YOLOv5's blocks (SiLU), as the reference parser also takes them in anchor-free specs (its "yolov5u" models)
+    "C3": _repeated(C3),
+    "BottleneckCSP": _repeated(BottleneckCSP),
+    "SPP": _plain(SPP),
+    "Focus": _plain(Focus),
 }
 
 
@@ -179,6 +185,10 @@ def build_model(
         SpecError: invalid spec, a layer that cannot be built (message names the index), or no final Detect.
     """
     spec = load_spec(spec)
+    from yolokit.models.yolov5 import build_yolov5, is_yolov5_spec
+
+    if is_yolov5_spec(spec):  # anchor-based YOLOv5 layout: its own layer table (models/yolov5.py)
+        return build_yolov5(spec, num_classes, channels)
     if num_classes is not None:
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
             raise SpecError(f"num_classes: expected a positive int, found {num_classes!r}")

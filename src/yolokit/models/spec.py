@@ -39,7 +39,7 @@ __all__ = [
 #: Layer types a spec row may name (``nn.Upsample`` / ``torch.nn.Upsample`` are accepted for ``Upsample``).
 KNOWN_MODULES: tuple[str, ...] = (
     "Conv", "DWConv", "Bottleneck", "C2f", "C3k", "C3k2", "SPPF", "C2PSA", "Concat", "Upsample", "Detect",
-    "Classify",
+    "Classify", "C3", "SPP", "Focus", "BottleneckCSP",  # the last four: YOLOv5 specs (models/yolov5.py)
 )
 _TORCH_NN_MODULES = {"Upsample"}
 _SCALE_RE = re.compile(r"yolo(e-)?v?\d+([nslmx])")

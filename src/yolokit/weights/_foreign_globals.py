@@ -205,13 +205,16 @@ _RECORD_CLASSES = {
     "torchvision.transforms.transforms": "Compose Resize CenterCrop ToTensor Normalize",
     "torchvision.transforms.functional": "InterpolationMode",
     "ultralytics.data.augment": "CenterCrop ToTensor ClassifyLetterBox",
+    # yolov5-repository detection checkpoints (weights.yolov5 rebuilds them; its -seg / -cls classes stay refused)
+    "models.yolo": "Model DetectionModel Detect",
+    "models.common": "Conv Bottleneck C3 BottleneckCSP SPP SPPF Focus Concat",
 }
 _ALIASES = {
     "ultralytics.yolo.utils.loss": "ultralytics.utils.loss", "ultralytics.yolo.utils.tal": "ultralytics.utils.tal",
     "ultralytics.yolo.data.augment": "ultralytics.data.augment",
 }  # fmt: skip
 _NAMESPACES = ("ultralytics.utils.IterableSimpleNamespace", "ultralytics.yolo.utils.IterableSimpleNamespace",
-               "types.SimpleNamespace")  # fmt: skip
+               "types.SimpleNamespace", "argparse.Namespace")  # fmt: skip
 _STORAGES = {
     "HalfStorage": "float16", "FloatStorage": "float32", "DoubleStorage": "float64", "BFloat16Storage": "bfloat16",
     "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16", "CharStorage": "int8",

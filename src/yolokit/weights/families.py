@@ -1,7 +1,7 @@
 """Checkpoints yolokit recognises but cannot load (yet), named in words: the one table of those messages.
 
 A weights file yolokit refuses should say what it is, not only that a global is outside the allow-list:
-"this is a YOLOv5 checkpoint; YOLOv5 import is not supported yet" instead of "UNSAFE ... must not be loaded".
+"this is a YOLOv7 checkpoint; YOLOv7 import is not supported yet" instead of "UNSAFE ... must not be loaded".
 Two kinds are recognised from what a scan of the pickle found (``GlobalRef``\\ s; nothing here reads a file):
 
 - :data:`FOREIGN_FAMILIES`: checkpoints of other code bases, by the modules their pickled classes come from
@@ -12,7 +12,10 @@ Two kinds are recognised from what a scan of the pickle found (``GlobalRef``\\ s
 - reference (Ultralytics) checkpoints of a task the readers do not take (segmentation, pose, ...), by their model
   class (``ultralytics.nn.tasks.SegmentationModel``); the tasks read are ``weights.metadata.TASKS``.
 
-When a family lands (YOLOv5 import is planned), its entry goes and the readers take the file.
+When a family lands, its entry goes and the readers take the file. YOLOv5 detection checkpoints landed
+(``weights.yolov5``: their classes are on the allow-list, so no entry here matches them); what remains of YOLOv5 here
+are the files yolokit still cannot rebuild: v7.0 segmentation / classification models, and models with layers
+outside the ones it has (``C3TR``, ``GhostConv``, ... are named in the message).
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ __all__ = ["Family", "FOREIGN_FAMILIES", "TASK_MODELS", "TASK_WORDS", "identify_
 class Family:
     """A checkpoint family yolokit does not read: ``name`` (``"YOLOv5"``), ``description`` (what the file is),
     ``modules`` (module prefixes of its pickled classes), ``markers`` (class names of which one must appear, to tell
-    apart families that share modules; empty: any), ``advice`` (what to do instead)."""
+    apart families that share modules; empty: any), ``advice`` (what to do instead), ``reason`` (what yolokit lacks;
+    default ``"<name> import is not supported yet"``)."""
 
     name: str
     description: str
     modules: tuple[str, ...]
     markers: tuple[str, ...] = ()
     advice: str = "use a YOLOv8, YOLO11 or YOLO26 checkpoint (.pt of the reference implementation, or yolokit's)"
+    reason: str = ""
 
     def owns(self, ref: Any) -> bool:
         return any(ref.module == m or ref.module.startswith(m + ".") or (m.endswith(".") and ref.module.startswith(m))
@@ -55,7 +60,14 @@ FOREIGN_FAMILIES: tuple[Family, ...] = (
            markers=("RepNCSPELAN4", "ADown", "SPPELAN", "CBLinear", "CBFuse", "DDetect", "DualDDetect")),
     Family("YOLOv7", "a YOLOv7 checkpoint (from the WongKinYiu/yolov7 repository)", _YOLO_REPO,
            markers=("IDetect", "IAuxDetect", "IBin", "IKeypoint", "SPPCSPC", "ImplicitA", "ImplicitM", "RepConv")),
-    Family("YOLOv5", "a YOLOv5 checkpoint (from the ultralytics/yolov5 repository)", _YOLO_REPO),
+    Family("YOLOv5-seg/cls", "a YOLOv5 segmentation or classification checkpoint (ultralytics/yolov5 v7.0)",
+           _YOLO_REPO, markers=("SegmentationModel", "ClassificationModel", "Segment", "Proto", "Classify"),
+           reason="only YOLOv5 detection checkpoints are supported",
+           advice="load a YOLOv5 detection checkpoint, or a YOLOv8/YOLO11/YOLO26 segmentation/classification one"),
+    Family("YOLOv5", "a YOLOv5 checkpoint (from the ultralytics/yolov5 repository) with layers yolokit does not "
+           "rebuild", _YOLO_REPO, reason="these layers are not supported",
+           advice="yolokit rebuilds YOLOv5 detection models made of Conv, Focus, Bottleneck, C3, BottleneckCSP, "
+           "SPP, SPPF, Concat, Upsample and Detect layers (releases v1.0-v7.0)"),
     Family("YOLOX", "a YOLOX checkpoint (from the Megvii-BaseDetection/YOLOX repository)", ("yolox",)),
     Family("torchvision", "a torchvision model pickled whole", ("torchvision.models",),
            advice="save its state_dict and build the model in your own code; yolokit reads YOLO checkpoints"),
@@ -110,9 +122,11 @@ def unsupported_message(refs: list[Any], path: str | Path) -> str | None:
     """The one-line reason a file of a recognised family cannot be loaded (``None``: not recognised)."""
     family = identify_family(refs)
     if family is not None:
-        examples = ", ".join(list(dict.fromkeys(ref.resolved for ref in refs if family.owns(ref)))[:3])
-        return (f"{path}: this is {family.description}; {family.name} import is not supported yet (its pickle names "
-                f"{examples}; yolokit did not unpickle it, nothing was executed): {family.advice}")
+        own = sorted((ref for ref in refs if family.owns(ref)), key=lambda ref: ref.allowed)  # refused ones first
+        examples = ", ".join(list(dict.fromkeys(ref.resolved for ref in own))[:3])
+        reason = family.reason or f"{family.name} import is not supported yet"
+        return (f"{path}: this is {family.description}; {reason} (its pickle names {examples}; yolokit did not "
+                f"unpickle it, nothing was executed): {family.advice}")
     task = _reference_task(refs)
     if task is not None:
         return reference_task_message(path, *task)

@@ -13,6 +13,8 @@ Detection (never by file name):
   ``<folder>/data.pkl``, ``data/<key>``, ``byteorder``, ``version`` members for both and the folder name is just
   the saved file's stem (or ``archive``). So the archive's ``data.pkl`` is read and its opcodes walked once,
   without executing anything (``_foreign_pickle.scan_pickle``): ``ultralytics`` globals -> ``ultralytics-pt``;
+  a ``models.yolo.Model`` / ``DetectionModel`` of no family ``weights.families`` names -> ``yolov5-pt``
+  (``weights.yolov5``; its globals are checked by the reader, like a reference file's);
   only torch's tensor-rebuild globals and ``OrderedDict`` plus yolokit's ``yolokit_format`` key -> ``yolokit-pt``;
   any other global -> ``UnsafeWeightsError``; neither -> ``WeightsError`` (a plain torch pickle). The readers
   reuse that walk and the open archive, so loading a file walks its pickle once (a protocol-4 pickle, which
@@ -36,9 +38,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["FORMATS", "OpenedWeights", "detect_format", "open_weights", "probe_weights"]
 
-FORMATS = ("safetensors", "yolokit-pt", "ultralytics-pt", "onnx")
+FORMATS = ("safetensors", "yolokit-pt", "ultralytics-pt", "yolov5-pt", "onnx")
 TORCH_PICKLE = "torch-pickle"  # a torch archive that is none of FORMATS (inspect reports it; loaders refuse it)
-SUPPORTED = "safetensors, yolokit .pt, Ultralytics .pt (read-only) or ONNX (detected, loads via YOLO())"
+SUPPORTED = ("safetensors, yolokit .pt, Ultralytics .pt or YOLOv5 .pt (read-only) or ONNX (detected, loads via "
+             "YOLO())")
 _ZIP_MAGIC = b"PK\x03\x04"
 
 
@@ -92,9 +95,9 @@ class OpenedWeights:
 
 
 def detect_format(path: str | Path) -> str:
-    """Format of a weights file from its content: ``"safetensors"``, ``"yolokit-pt"``, ``"ultralytics-pt"`` or
-    ``"onnx"`` (see the module docstring). Raises ``WeightsError`` (listing the supported formats) for a missing,
-    empty or unknown file and ``UnsafeWeightsError`` for a torch pickle referencing other globals."""
+    """Format of a weights file from its content: ``"safetensors"``, ``"yolokit-pt"``, ``"ultralytics-pt"``,
+    ``"yolov5-pt"`` or ``"onnx"`` (see the module docstring). Raises ``WeightsError`` (listing the supported formats)
+    for a missing, empty or unknown file and ``UnsafeWeightsError`` for a torch pickle referencing other globals."""
     with open_weights(path) as source:
         return source.format
 
@@ -158,9 +161,13 @@ def _probe_archive(path: Path, handle: BinaryIO, size: int) -> OpenedWeights:
     if any(ref.module.split(".")[0] == "ultralytics" for ref in scan.globals):
         source.format = "ultralytics-pt"  # its globals are checked by the reader (YOLOv5, refused names)
         return source
-    foreign = [ref.qualname for ref in scan.globals if not _is_native_global(ref)]
     from yolokit.weights.families import unsupported_message
+    from yolokit.weights.yolov5 import is_yolov5_checkpoint
 
+    if is_yolov5_checkpoint(scan.globals) and unsupported_message(scan.globals, path) is None:
+        source.format = "yolov5-pt"  # a yolov5-repository detection model; refused globals are named by the reader
+        return source
+    foreign = [ref.qualname for ref in scan.globals if not _is_native_global(ref)]
     family = unsupported_message(scan.globals, path) if foreign else None
     if family is not None:  # e.g. a YOLOv5-repository checkpoint: said in words (weights.families)
         source.problem = WeightsError(family)

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 _FAMILY_RE = re.compile(r"(yolo(?:e-)?v?\d+)", re.IGNORECASE)
 _SCALE_RE = re.compile(r"yolo(?:e-)?v?\d+([nslmx])", re.IGNORECASE)
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", ".anchors")  # anchors: YOLOv5 head
 
 
 def inspect_weights(path: str | Path) -> dict[str, Any]:
@@ -78,7 +78,8 @@ def _inspect_torch_archive(source: OpenedWeights, report: dict[str, Any]) -> Non
             f"{len(refused)} of {len(refs)} pickle globals are outside the allow-list ({', '.join(refused[:5])}); "
             "the file was not unpickled and must not be loaded"))  # fmt: skip
         return
-    kind = "restricted unpickler" if report["format"] == "ultralytics-pt" else "torch.load(weights_only=True)"
+    foreign = report["format"] in ("ultralytics-pt", "yolov5-pt")
+    kind = "restricted unpickler" if foreign else "torch.load(weights_only=True)"
     report["safety"]["detail"] = f"{len(refs)} pickle globals, all on the allow-list ({kind}); no code is executed"
     if report["format"] == TORCH_PICKLE:  # allow-listed globals only: describe a plain state_dict if it is one
         _describe_plain_pickle(source, report)
@@ -86,6 +87,10 @@ def _inspect_torch_archive(source: OpenedWeights, report: dict[str, Any]) -> Non
     try:
         if report["format"] == "ultralytics-pt":
             state_dict, metadata = _read_reference_stored_dtypes(source)
+        elif report["format"] == "yolov5-pt":
+            from yolokit.weights.yolov5 import read_yolov5_stored
+
+            state_dict, metadata = read_yolov5_stored(source)
         else:
             state_dict, metadata = _read_native(source)
     except UnsafeWeightsError:
@@ -170,6 +175,11 @@ def _describe(report: dict[str, Any], state_dict: dict[str, Any], metadata: dict
         "source_format": provenance.get("source_format"), "parent_sha256": metadata.get("parent_sha256"),
     }  # fmt: skip
     report["created"] = {k: v for k, v in created.items() if v is not None}
+    from yolokit.weights.yolov5 import origin_text
+
+    origin = origin_text(metadata)
+    if origin:  # a (converted) YOLOv5 checkpoint: which release its layers say
+        report["origin"] = origin
 
 
 def architecture(spec: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +275,8 @@ def format_inspect(report: dict[str, Any], show_globals: bool = False) -> str:
         lines.append(f"Parameters  {report['parameters']:,} ({report['tensors']} tensors; {dtypes})")
     if report.get("stride") or report.get("imgsz"):
         lines.append(f"Input       imgsz {report.get('imgsz')} (predict/val default), stride {report.get('stride')}")
+    if report.get("origin"):
+        lines.append(f"Origin      {report['origin']}")
     from yolokit.weights.inspect_rows import created_rows, spec_rows
 
     lines += created_rows(report) + spec_rows(report.get("spec"))

@@ -2,7 +2,8 @@
 
 One reader per format works on the ``OpenedWeights`` that detected it: safetensors from the bytes read once (its
 sha256 taken from the same bytes); a yolokit ``.pt`` with ``torch.load(weights_only=True)`` on the open handle; a
-reference ``.pt`` with the restricted unpickler on the archive already open, reusing the opcode walk of detection.
+reference or YOLOv5 ``.pt`` with the restricted unpickler on the archive already open, reusing the opcode walk of
+detection.
 Tensors keep their **stored** dtype (fp16 stays fp16) and their names lose the wrapper prefixes ``module.`` /
 ``_orig_mod.`` (``keys.strip_wrapper_prefixes``).
 """
@@ -83,4 +84,8 @@ def _read_tensors(source: OpenedWeights) -> tuple[dict[str, torch.Tensor], dict[
         from yolokit.weights.foreign import read_reference
 
         return read_reference(source.archive, source.globals, source.sha256())
+    if source.format == "yolov5-pt" and source.archive is not None:
+        from yolokit.weights.yolov5 import read_yolov5
+
+        return read_yolov5(source.archive, source.globals, source.sha256())
     raise WeightsError(f"{source.path}: no reader for format {source.format!r}; expected one of the supported formats")

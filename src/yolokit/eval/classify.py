@@ -79,7 +79,7 @@ def validate_classifier(backend: Any, config: ValConfig, *, save_dir: str | Path
         DatasetError: dataset problems, a missing split, or a class count other than the model's.
     """
     from yolokit.data.classify import ClassifyDataset, load_classify_data
-    from yolokit.predict.classify import crop_options, normalize_batch, transform_params
+    from yolokit.predict.classify import crop_options, transform_params
 
     data = load_classify_data(config.data)
     split = _split(data, config.split)
@@ -88,27 +88,10 @@ def validate_classifier(backend: Any, config: ValConfig, *, save_dir: str | Path
     dataset = ClassifyDataset(data, split, imgsz=imgsz, augment=False,
                               crop_options=crop_options(metadata, (imgsz, imgsz)))
     _check_classes(backend, dataset.names, config.data)
-    params = transform_params(metadata)
-    evaluator, plots, seen = ClassifyEvaluator(dataset.names), [], 0
-    times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
-    main = is_main_process()
-    for k, batch in enumerate(progress(_batches(dataset, max(1, config.batch), config.workers), desc=split,
-                                       total=-(-len(dataset) // max(1, config.batch)), enabled=config.verbose)):
-        start = time.perf_counter()
-        images = normalize_batch(batch["img"].float().div_(255.0), params)
-        prepared = time.perf_counter()
-        probs = backend(images).float().cpu()
-        inferred = time.perf_counter()
-        evaluator.update(probs, batch["cls"])
-        times["preprocess"] += prepared - start
-        times["inference"] += inferred - prepared
-        times["postprocess"] += time.perf_counter() - inferred
-        seen += len(batch["cls"])
-        if config.plots and main and k < PLOT_BATCHES:
-            plots.append((batch["img"], batch["cls"], probs))
+    evaluator, plots, times = _evaluate(backend, dataset, config, transform_params(metadata))
     metrics = evaluator.compute()
-    metrics.speed = {key: value * 1e3 / max(seen, 1) for key, value in times.items()}
-    if main:
+    metrics.speed = {key: value * 1e3 / max(len(dataset), 1) for key, value in times.items()}
+    if is_main_process():
         logger.info("\n%s", metrics.format_table(classes=config.verbose))
         logger.info("Speed: %.1fms preprocess, %.1fms inference, %.1fms postprocess per image (batch %d)",
                     metrics.speed["preprocess"], metrics.speed["inference"], metrics.speed["postprocess"],
@@ -120,6 +103,31 @@ def validate_classifier(backend: Any, config: ValConfig, *, save_dir: str | Path
             _save_plots(metrics, plots, run_dir)
         logger.info("Results saved to %s", run_dir)
     return metrics
+
+
+def _evaluate(backend: Any, dataset: Any, config: ValConfig, params: dict[str, Any]
+              ) -> tuple[ClassifyEvaluator, list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], dict[str, float]]:
+    """Run ``backend`` over ``dataset`` -> (filled evaluator, the first batches for the plots, seconds per stage)."""
+    from yolokit.predict.classify import normalize_batch
+
+    evaluator, plots = ClassifyEvaluator(dataset.names), []
+    times = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    keep_plots = config.plots and is_main_process()
+    batches = _batches(dataset, max(1, config.batch), config.workers)
+    total = -(-len(dataset) // max(1, config.batch))
+    for k, batch in enumerate(progress(batches, desc=dataset.split, total=total, enabled=config.verbose)):
+        start = time.perf_counter()
+        images = normalize_batch(batch["img"].float().div_(255.0), params)
+        prepared = time.perf_counter()
+        probs = backend(images).float().cpu()  # (B, nc)
+        inferred = time.perf_counter()
+        evaluator.update(probs, batch["cls"])
+        times["preprocess"] += prepared - start
+        times["inference"] += inferred - prepared
+        times["postprocess"] += time.perf_counter() - inferred
+        if keep_plots and k < PLOT_BATCHES:
+            plots.append((batch["img"], batch["cls"], probs))
+    return evaluator, plots, times
 
 
 def _run_dir(config: ValConfig, save_dir: str | Path | None) -> Path:

@@ -215,16 +215,25 @@ class E2EDetectionLoss:
         return total_o2m * w + total_o2o * max(1.0 - w, 0.0), items
 
 
-def build_loss(model: Any, hyp: Mapping[str, Any] | None = None) -> DetectionLoss | E2EDetectionLoss:
+def build_loss(model: Any, hyp: Mapping[str, Any] | None = None) -> Any:
     """The loss for ``model``: :class:`E2EDetectionLoss` for a head with a one-to-one branch (YOLO26), else
     :class:`DetectionLoss` (DFL when ``reg_max > 1``, L1 when ``reg_max == 1``). ``hyp`` may hold the gains ``box``
     (7.5), ``cls`` (0.5) and ``dfl`` (1.5); other keys are ignored (a whole training config, as a mapping or a
-    dataclass, can be passed)."""
+    dataclass, can be passed). A YOLOv5 head (``AnchorDetect``) gets ``losses.yolov5.YOLOv5Loss`` with its own
+    defaults (box 0.05, obj 1.0, cls 0.5, scaled by level count, class count and ``imgsz``); ``hyp`` keys ``box``,
+    ``cls``, ``obj``, ``anchor_t``, ``imgsz``, ``label_smoothing`` override them."""
     if dataclasses.is_dataclass(hyp) and not isinstance(hyp, type):
         hyp = dataclasses.asdict(hyp)
     hyp = dict(hyp or {})
     gains = {k: hyp.get(k, default) for k, default in (("box", 7.5), ("cls", 0.5), ("dfl", 1.5))}
     head = getattr(model, "head", model)
+    from yolokit.nn.yolov5 import AnchorDetect
+
+    if isinstance(head, AnchorDetect):  # YOLOv5: its own loss and gains (losses/yolov5.py)
+        from yolokit.losses.yolov5 import YOLOv5Loss
+
+        v5 = {k: hyp[k] for k in ("box", "cls", "obj", "anchor_t", "imgsz", "label_smoothing") if k in hyp}
+        return YOLOv5Loss(model, **v5)
     if getattr(head, "end2end", False):
         return E2EDetectionLoss(model, **gains)
     return DetectionLoss(model, **gains)

@@ -22,7 +22,7 @@ from yolokit.errors import RegistryError, WeightsError
 
 __all__ = ["FileInfo", "describe_file", "jsonable_metadata"]
 
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
+_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked", ".anchors")  # anchors: YOLOv5 head
 
 
 @dataclasses.dataclass
@@ -96,8 +96,8 @@ def _describe_torch(path: Path) -> FileInfo:
     counts: dict[str, int] = {}
     for tensor in weights.state_dict.values():
         counts[str(tensor.dtype)] = counts.get(str(tensor.dtype), 0) + tensor.numel()
-    if weights.format == "ultralytics-pt":  # the importer hands out fp32 copies: the stored dtypes (tensor counts)
-        from yolokit.weights.inspect import inspect_weights  # come from the safe inspector (restricted unpickler)
+    if weights.format in ("ultralytics-pt", "yolov5-pt"):  # the importers hand out fp32 copies: the stored dtypes
+        from yolokit.weights.inspect import inspect_weights  # (tensor counts) come from the safe inspector
 
         counts = dict(inspect_weights(path)["dtypes"])
 

@@ -41,7 +41,8 @@ DB_NAME = "registry.db"
 # Called as hook(stage) at the points a crash must be survivable ("blob-stored": the blob is in place, its row not
 # yet inserted). Empty in normal use; the crash tests add a hook that stops the process there.
 STAGE_HOOKS: list[Callable[[str], None]] = []
-_EXTENSIONS = {"safetensors": ".safetensors", "yolokit-pt": ".pt", "ultralytics-pt": ".pt", "onnx": ".onnx"}
+_EXTENSIONS = {"safetensors": ".safetensors", "yolokit-pt": ".pt", "ultralytics-pt": ".pt", "yolov5-pt": ".pt",
+               "onnx": ".onnx"}
 
 
 def _stage(name: str) -> None:

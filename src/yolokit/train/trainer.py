@@ -167,7 +167,9 @@ class Trainer(TrainerBase):
         from yolokit.losses import build_loss
 
         cfg = self.config
-        self.loss_fn = build_loss(self.model, {"box": cfg.box, "cls": cfg.cls, "dfl": cfg.dfl})
+        # only the gains set explicitly: a loss with other defaults (YOLOv5's box 0.05) keeps its own otherwise
+        hyp = {key: getattr(cfg, key) for key in ("box", "cls", "dfl") if key in cfg.given}
+        self.loss_fn = build_loss(self.model, {**hyp, "imgsz": self.imgsz})
         self.loss_names = tuple(self.loss_fn.names)
 
     @staticmethod

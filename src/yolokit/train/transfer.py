@@ -149,6 +149,8 @@ def class_head_keys(model: DetectionModel) -> list[tuple[str, str]]:
     if hasattr(head, "linear"):  # Classify: one (nc, hidden) linear layer
         name = module_names[id(head.linear)]
         return [(f"{name}.weight", f"{name}.bias")]
+    if hasattr(head, "anchors") and hasattr(head, "na"):  # YOLOv5 AnchorDetect: each level's output conv
+        return [(f"{module_names[id(conv)]}.weight", f"{module_names[id(conv)]}.bias") for conv in head.m]
     branches = [head.cv3] + ([head.one2one_cv3] if getattr(head, "end2end", False) else [])
     keys = []
     for branch in branches:
@@ -170,6 +172,19 @@ def _copy_rows(target: torch.Tensor, source: torch.Tensor, class_map: Mapping[in
     return True
 
 
+def _head_rows(head: Any, found: Any, class_map: dict[int, int]) -> dict[int, int]:
+    """Target row -> source row of a class-head tensor: ``class_map`` itself, or for a YOLOv5 head (rows
+    ``anchor * (5 + nc) + k``) the box and objectness rows of every anchor plus its matched class rows."""
+    if not hasattr(head, "na") or found is None or found.shape[0] % head.na:
+        return class_map
+    old_no, new_no = found.shape[0] // head.na, head.no
+    rows = {}
+    for a in range(head.na):
+        rows.update({a * new_no + k: a * old_no + k for k in range(5)})
+        rows.update({a * new_no + 5 + new: a * old_no + 5 + old for new, old in class_map.items()})
+    return rows
+
+
 def _transfer_head_rows(model: DetectionModel, src: _Source, class_map: dict[int, int], result: TransferResult,
                         head_keys: set[str]) -> None:
     """Row copies into the class-score tensors (in place); records transferred / partial / skipped names."""
@@ -181,7 +196,8 @@ def _transfer_head_rows(model: DetectionModel, src: _Source, class_map: dict[int
     with torch.no_grad():
         for key in sorted(head_keys, key=list(target).index):
             found = src.state_dict.get(key)
-            if class_map and found is not None and _copy_rows(target[key], found, class_map):
+            rows = _head_rows(model.head, found, class_map)
+            if rows and found is not None and _copy_rows(target[key], found, rows):
                 copied += 1
                 if complete:
                     result.transferred += 1

@@ -1,0 +1,54 @@
+"""ONNX export of a YOLOv5 model: ONNX Runtime output equal to PyTorch's, metadata that keeps the YOLOv5 spec (and so
+the original's NMS defaults) for ``YOLO("x.onnx")``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from yolokit import YOLO  # noqa: E402
+from yolokit.export.onnx import export_onnx, read_onnx_metadata  # noqa: E402
+from yolokit.models.builder import build_model  # noqa: E402
+
+TINY_V5 = {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.125,
+           "anchors": [[10, 13, 16, 30, 33, 23], [30, 61, 62, 45, 59, 119]],
+           "backbone": [[-1, 1, "Focus", [64, 3]], [-1, 1, "Conv", [128, 3, 2]], [-1, 3, "C3", [128]],
+                        [-1, 1, "Conv", [128, 3, 2]], [-1, 1, "C3", [128]], [-1, 1, "Conv", [256, 3, 2]],
+                        [-1, 1, "SPP", [256, [5, 9, 13]]]],
+           "head": [[-1, 1, "Conv", [128, 1, 1]], [-1, 1, "nn.Upsample", ["None", 2, "nearest"]],
+                    [[-1, 4], 1, "Concat", [1]], [-1, 1, "C3", [128, False]],
+                    [[10, 6], 1, "Detect", ["nc", "anchors"]]]}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_onnx_runtime_equals_pytorch_and_keeps_the_spec(tmp_path) -> None:
+    import onnxruntime as ort
+
+    from conftest import randomise_batchnorm
+
+    torch.manual_seed(0)
+    model = build_model(TINY_V5)
+    randomise_batchnorm(model)
+    model.names = {0: "a", 1: "b", 2: "c"}
+    path = export_onnx(model, tmp_path / "v5.onnx", imgsz=64, dynamic=True)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ((64, 64), (96, 64)):  # dynamic height / width: the grids are built in the graph
+        x = torch.rand(2, 3, *shape, generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            expected = model.eval().fuse()(x)
+        found = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+        assert found.shape == expected.shape == (2, 4 + 3, 3 * sum((shape[0] // s) * (shape[1] // s) for s in (8, 16)))
+        torch.testing.assert_close(found, expected, rtol=1e-4, atol=1e-3)
+    meta = read_onnx_metadata(path)
+    assert meta["spec"]["anchors"] == TINY_V5["anchors"] and meta["stride"] == [8, 16]
+    loaded = YOLO(path)
+    assert loaded._family_defaults("predict") == {"iou": 0.45, "max_det": 1000}  # from the spec in the file

@@ -95,7 +95,7 @@ def _record(mod: nn.Module, cache: dict, half: bool, anchor_grid: bool) -> objec
             attrs["anchor_grid"] = [torch.zeros(1)] * mod.nl
     if "type" in attrs:
         attrs["type"] = f"{where[0]}.{where[1]}"
-    children = {k: _record(c, cache, half, anchor_grid) for k, c in mod._modules.items()}
+    children = {k: None if c is None else _record(c, cache, half, anchor_grid) for k, c in mod._modules.items()}
     cache[id(mod)] = module(*where, params=params, buffers=buffers, children=children, **attrs)
     return cache[id(mod)]
 
@@ -264,3 +264,17 @@ def test_detect_format_does_not_unpickle(tmp_path: pathlib.Path) -> None:
     path = fake_torch_save(obj, tmp_path / "mix.pt")
     with pytest.raises(WeightsError, match="models.experimental.MixConv2d"):
         detect_format(path)
+
+
+def test_layers_outside_yolokits_and_fused_models_are_refused_naming_them(tmp_path: pathlib.Path) -> None:
+    spec = {**tiny_spec("v3"), "activation": "LeakyReLU(0.1)"}
+    source = source_model(spec)
+    yaml = tiny_spec("v3")  # a v1.0-style head: output convs as rows, Detect reading none
+    yaml["head"] = [*yaml["head"][:-1], [-1, 1, "nn.Conv2d", ["na * (nc + 5)", 1, 1]], [[], 1, "Detect", ["nc"]]]
+    path = write_v5_checkpoint(source, tmp_path / "v1.pt", yaml)
+    with pytest.raises(WeightsError, match=r"release v1\.0-v3\.0 by its layers\) has layer 14 .*nn\.Conv2d") as exc:
+        load_model(path)
+    assert "\n" not in str(exc.value)
+    fused = write_v5_checkpoint(source_model(tiny_spec("v6")).fuse(), tmp_path / "fused.pt", tiny_spec("v6"))
+    with pytest.raises(WeightsError, match="fused model"):
+        load_model(fused)

@@ -159,11 +159,29 @@ def yolov5_spec(model: ModuleRecord, path: str | Path) -> dict[str, Any]:
     nc = to_plain(model.attributes.get("nc", head.attributes.get("nc")))
     if isinstance(nc, int) and not isinstance(nc, bool):
         spec["nc"] = nc
-    spec.update(_layer_features(_records(model), path))
+    records = _records(model)
+    if any(r.type_name == "Conv" and r.module == "models.common" and r.modules.get("bn") is None for r in records):
+        raise WeightsError(f"{path}: this YOLOv5 checkpoint holds a fused model (Conv layers without BatchNorm), "
+                           "which yolokit does not rebuild; save the model before fusing it")
+    spec.update(_layer_features(records, path))
+    _check_rows(model, spec, path)
     yaml_file = to_plain(model.attributes.get("yaml_file"))
     spec["yaml_file"] = Path(yaml_file).name if isinstance(yaml_file, str) and yaml_file else "yolov5.yaml"
     spec.pop("ch", None)
     return spec
+
+
+def _check_rows(model: ModuleRecord, spec: dict[str, Any], path: Path) -> None:
+    """Every layer row names a layer yolokit rebuilds (else a one-line error naming the row and the release)."""
+    from yolokit.models.spec import canonical_module_name
+    from yolokit.models.yolov5 import V5_LAYER_TYPES
+
+    for i, row in enumerate(list(spec["backbone"]) + list(spec["head"])):
+        name = canonical_module_name(row[2]) if isinstance(row, list) and len(row) == 4 else None
+        if name not in V5_LAYER_TYPES or (name == "Detect" and not (isinstance(row[0], list) and row[0])):
+            raise WeightsError(f"{path}: YOLOv5 checkpoint (release {guess_release(model, spec)} by its layers) has "
+                               f"layer {i} {row!r}, which yolokit does not rebuild; YOLOv5 layers it has: "
+                               f"{', '.join(V5_LAYER_TYPES)}")
 
 
 def guess_release(model: ModuleRecord, spec: dict[str, Any]) -> str:

@@ -19,7 +19,7 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml
 	touch $@
 
 demo: $(VENV)/.base
-	$(PY) -m yolokit demo out=demo_out weights=tests/fixtures/yolo11-tiny-shapes.pt
+	$(PY) -m yolokit demo out=demo_out
 
 # pytest, then the lint contracts (ruff and the import-linter layers), so CI keeps the imports one-way.
 test: $(VENV)/.test

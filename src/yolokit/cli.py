@@ -10,7 +10,7 @@
     yolokit inspect FILE [--json]
     yolokit convert IN OUT [--half]
     yolokit data synth OUT --train N --val M --imgsz S --seed K [--task detect|classify]
-    yolokit demo [out=demo_out] [weights=FILE]
+    yolokit demo [out=demo_out] [--quick]   # train, fine-tune, export, INT8, registry, predict (~5 min)
     yolokit registry register|alias|unalias|list|show|history|lineage|audit|diff|pull|delete|gc ...
 
 ``TASK`` (``detect``; see ``yolokit.tasks``) may precede a model mode (``yolokit detect predict ...``): the model must
@@ -358,12 +358,14 @@ def cmd_data(rest: list[str]) -> int:
 
 def cmd_demo(rest: list[str]) -> int:
     from yolokit.demo import run_demo
+    from yolokit.utils.settings import convert_value
 
-    values = parse_key_values(rest)
+    values = parse_key_values([word for word in rest if word != "--quick"])
     for key in values:
-        if key not in ("out", "weights"):
-            raise ConfigError(unknown_key_message(key, ["out", "weights"], "demo"))
-    run_demo(Path(values.get("out", "demo_out")), values.get("weights") or None)
+        if key not in ("out", "quick"):
+            raise ConfigError(unknown_key_message(key, ["out", "quick"], "demo"))
+    quick = "--quick" in rest or convert_value("quick", values.get("quick", False), bool)
+    run_demo(Path(values.get("out", "demo_out")), quick=quick)
     return 0
 
 

@@ -25,8 +25,9 @@ REFERENCE_SCRIPT = """
 import json, sys
 from ultralytics import YOLO
 weights, data, imgsz = sys.argv[1], sys.argv[2], int(sys.argv[3])
-fp32 = YOLO(weights).export(format="onnx", imgsz=imgsz, dynamic=False)
-int8 = YOLO(weights).export(format="onnx", imgsz=imgsz, int8=True, data=data)
+import shutil
+fp32 = shutil.copy(YOLO(weights).export(format="onnx", imgsz=imgsz, dynamic=False), "fp32_kept.onnx")
+int8 = YOLO(weights).export(format="onnx", imgsz=imgsz, int8=True, data=data)  # replaces <stem>.onnx on the way
 out = {"fp32": fp32, "int8": int8}
 for key in ("fp32", "int8"):
     m = YOLO(out[key], task="detect").val(data=data, imgsz=imgsz, batch=1, plots=False, verbose=False)

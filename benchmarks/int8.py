@@ -25,8 +25,8 @@ REFERENCE_SCRIPT = """
 import json, sys
 from ultralytics import YOLO
 weights, data, imgsz = sys.argv[1], sys.argv[2], int(sys.argv[3])
-import shutil
-fp32 = shutil.copy(YOLO(weights).export(format="onnx", imgsz=imgsz, dynamic=False), "fp32_kept.onnx")
+import os, shutil
+fp32 = os.path.abspath(shutil.copy(YOLO(weights).export(format="onnx", imgsz=imgsz, dynamic=False), "fp32_kept.onnx"))
 int8 = YOLO(weights).export(format="onnx", imgsz=imgsz, int8=True, data=data)  # replaces <stem>.onnx on the way
 out = {"fp32": fp32, "int8": int8}
 for key in ("fp32", "int8"):

@@ -58,10 +58,10 @@ def test_data_synth_classify(tmp_path, capsys):
     assert len(list((out / "val").rglob("*.jpg"))) == 5 and (out / "data.yaml").is_file()
 
 
-def test_onnx_export_keeps_the_top1(tmp_path):
-    from yolokit.export.onnx import export_onnx
-
-    onnx_path = export_onnx(YOLO(CHECKPOINT).model, tmp_path / "cls.onnx", imgsz=64)
+def test_onnx_export_keeps_the_top1(tmp_path, capsys):
+    onnx_path = tmp_path / "cls.onnx"
+    assert main(["classify", "export", f"model={CHECKPOINT}", f"file={onnx_path}", "imgsz=64"]) == 0
+    assert "(within tolerance)" in capsys.readouterr().out  # the export's own parity check of the probabilities
     exported = YOLO(onnx_path)
     assert exported.task == "classify" and exported.names == YOLO(CHECKPOINT).names
     assert exported.metadata["classify_transforms"]["crop"] == 64 and exported.metadata["imgsz"] == [64, 64]

@@ -148,3 +148,29 @@ def test_interrupted_run_resumes_to_identical_weights(shapes, tmp_path, monkeypa
     full = read_weights(tmp_path / "full" / "weights" / "last.safetensors").state_dict
     resumed = read_weights(tmp_path / "cut" / "weights" / "last.safetensors").state_dict
     assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+
+
+@pytest.mark.slow
+def test_facade_and_cli_train_a_classifier(shapes, tmp_path, capsys):
+    import yaml
+
+    from yolokit import YOLO
+    from yolokit.cli import main
+
+    torch.set_num_threads(1)
+    spec = tmp_path / "tiny-cls.yaml"
+    spec.write_text(yaml.safe_dump({k: v for k, v in TINY_CLS.items() if k != "scale"}))
+    model = YOLO(spec)
+    metrics = model.train(data=str(shapes), epochs=1, project=str(tmp_path), name="facade", **{
+        k: v for k, v in FAST.items() if k != "verbose"}, verbose=False)
+    assert model.task == "classify" and Path(metrics["weights"]).is_file() and "top1" in metrics
+    assert model.names == {0: "cross", 1: "ellipse", 2: "rectangle", 3: "star", 4: "triangle"}
+    assert len(model.predict(str(shapes / "val" / "star" / "*.jpg"), verbose=False)) == 2
+    argv = ["classify", "train", f"model={spec}", f"data={shapes}", "epochs=1", "imgsz=32", "batch=8", "workers=0",
+            f"project={tmp_path}", "name=cli", "plots=False", "label_smoothing=0.1"]
+    assert main(argv) == 0
+    assert (tmp_path / "cli" / "weights" / "best.safetensors").is_file()
+    # no task word: the spec's head says classify, so a classification key is accepted
+    assert main(["train", f"model={spec}", f"data={shapes}", "cls_pw=2", "epochs=1", "imgsz=32", "workers=0",
+                 f"project={tmp_path}", "name=plain", "plots=False"]) == 0
+    assert (tmp_path / "plain" / "results.csv").is_file()

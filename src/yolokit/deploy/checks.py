@@ -91,6 +91,8 @@ def _rows_diff(got: np.ndarray, ref: np.ndarray, conf: float) -> dict[str, float
 def compare_outputs(got: Any, ref: Any, *, final: bool, conf: float = 0.0) -> dict[str, float]:
     """``{"box": max abs px, "score": max abs}`` between two outputs of the same kind (module docstring)."""
     got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if got.ndim == 2 and got.shape == ref.shape:  # a classifier's (B, nc) probabilities: scores only
+        return {"box": 0.0, "score": float(np.abs(got - ref).max())}
     if not final:
         if got.shape != ref.shape:
             return {"box": float("inf"), "score": float("inf")}

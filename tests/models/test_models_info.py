@@ -55,11 +55,16 @@ def test_conv_flop_formula():
 
 
 def test_gflops_scale_with_image_area_and_leave_model_untouched():
-    model = build_model(FIXTURES / "yolo26-tiny.yaml")
-    state = {k: v.clone() for k, v in model.state_dict().items()}
+    # A convolution-only model scales exactly with the image area; attention (YOLO11/26's PSA) adds matmuls that
+    # are quadratic in the area, as the reference counts them, so there the count shrinks faster than the area.
+    model = build_model(FIXTURES / "yolov8-tiny.yaml")
     full = count_gflops(model, 640)
     assert count_gflops(model, 320) == pytest.approx(full / 4)
     assert count_gflops(model, (640, 320)) == pytest.approx(full / 2)
+    model = build_model(FIXTURES / "yolo26-tiny.yaml")
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    full = count_gflops(model, 640)
+    assert full / 8 < count_gflops(model, 320) < full / 4
     assert model.training
     assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 

@@ -4,7 +4,8 @@
 ``out/data.yaml`` (a half-made dataset never looks complete). Classes are balanced (image ``i`` shows class
 ``i % nc``); each image comes from its own generator seeded by ``(seed, split, index)``, so the same arguments give
 byte-identical files. The shapes and backgrounds are those of the detection set (:mod:`yolokit.data.synth`): a shape
-of 25-75 % of the image side, aspect up to 1.8, maybe rotated, on a noise / gradient / stripe background.
+of 40-80 % of the image side, aspect up to 1.5, half of them rotated by up to 20 degrees, in a colour contrasting
+with its noise or gradient background.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from yolokit.utils.io import atomic_write_text
 __all__ = ["make_synthetic_classification", "render_class_image", "CLASSIFY_SYNTH_VERSION"]
 
 logger = logging.getLogger(__name__)
-CLASSIFY_SYNTH_VERSION = 1
+CLASSIFY_SYNTH_VERSION = 2
+BACKGROUNDS = ("noise", "gradient")  # the detection set's stripes look like shape edges: left out here
 MARKER = ".yolokit-synth-classify"
 _SPLITS = ("train", "val")
 
@@ -31,14 +33,13 @@ _SPLITS = ("train", "val")
 def render_class_image(rng: np.random.Generator, imgsz: int, kind: str, noise_tile: np.ndarray) -> np.ndarray:
     """One ``(imgsz, imgsz, 3)`` uint8 BGR image showing one ``kind`` shape (redrawn until it is visible)."""
     for _ in range(20):
-        image = _background(rng, imgsz, noise_tile)
-        side = imgsz * rng.uniform(0.25, 0.75)
-        aspect = np.exp(rng.uniform(-np.log(1.8), np.log(1.8))) if kind != "star" else 1.0
+        image = _background(rng, imgsz, noise_tile, BACKGROUNDS)
+        side = imgsz * rng.uniform(0.4, 0.8)
+        aspect = np.exp(rng.uniform(-np.log(1.5), np.log(1.5))) if kind != "star" else 1.0
         w, h = side * np.sqrt(aspect), side / np.sqrt(aspect)
-        cx, cy = rng.uniform(0.35 * w, imgsz - 0.35 * w), rng.uniform(0.35 * h, imgsz - 0.35 * h)
-        angle = 0.0 if rng.random() < 0.5 else float(rng.uniform(-30, 30))
-        apex = float(rng.uniform(-0.5, 0.5)) if kind == "triangle" and rng.random() < 0.5 else 0.0
-        polygon = shape_polygon(kind, (cx, cy), (w, h), angle, apex)
+        cx, cy = rng.uniform(0.4 * w, imgsz - 0.4 * w), rng.uniform(0.4 * h, imgsz - 0.4 * h)
+        angle = 0.0 if rng.random() < 0.5 else float(rng.uniform(-20, 20))
+        polygon = shape_polygon(kind, (cx, cy), (w, h), angle)
         colour = _contrasting_colour(rng, image.reshape(-1, 3)[::97].mean(0))
         if draw_shape(image, polygon, colour) is not None:
             return image

@@ -606,3 +606,13 @@ def test_under_load_benchmark_runs_both_phases(tmp_path):
     assert all(len(result["raw_ms"][phase][side]) == 2 for phase in ("idle", "loaded") for side in
                ("yolokit", "yolokit-threads1"))
     assert "loaded/idle" in done.stdout
+
+
+@pytest.mark.parametrize("argv", [["inspect", "help"], ["inspect", "--help"], ["convert", "-h"],
+                                  ["benchmark", "--help"], ["demo", "help"]])
+def test_every_mode_has_help(argv, capsys):
+    from yolokit.cli import main
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.startswith((f"usage: yolokit {argv[0]}", f"yolokit {argv[0]}: ")) and len(out.splitlines()) >= 1

@@ -5,8 +5,10 @@ run in a fresh folder that holds what the README's words refer to, made from the
 ``best.pt`` (a reference-trained 3-class YOLO26 checkpoint), ``best.safetensors`` (the same, converted),
 ``images/`` and ``bus.jpg`` (fixture images), ``video.mp4`` (a few frames) and ``data.yaml`` (a small synthetic
 dataset). A line with ``[optional]`` parts runs without them and with all of them. Only what needs the network (or
-opens a window, or runs the whole test suite) is skipped, by an explicit table whose entries must still be in the
-README, so neither the README nor the table can drift.
+opens a window, or runs the whole test suite) is skipped, and what takes minutes (training for 100 epochs, INT8
+calibration, the demo's training walk) is *checked*: the command line goes through the CLI's own checks of every key
+and value and reaches the model call, which is then stopped (its own tests run it). Both tables name their reason
+and their entries must still be in the README, so neither the README nor the tables can drift.
 """
 
 from __future__ import annotations
@@ -27,8 +29,22 @@ SKIP_SHELL = {
     "make demo": "creates .venv and runs the demo: the demo lines below run it in-process",
     "make test": "runs this whole test suite",
 }
-SKIP_VARIANTS = {  # expanded [optional] forms already run elsewhere
-    "demo out=demo_out weights=best.pt": "tests/test_demo.py walks the demo with reference weights",
+# README command lines (as written, comment removed) whose keys and values are checked but which are not run.
+CHECK_ONLY = {
+    "yolokit train model=yolo26n.yaml data=data.yaml epochs=100 imgsz=640 batch=16 [freeze=10 optimizer=SGD]":
+        "trains YOLO26n for 100 epochs at 640 (tests/train/test_train_cli.py trains through the CLI)",
+    "yolokit train resume=runs/train": "needs an interrupted run (tests/train/test_resume.py)",
+    "yolokit export model=best.pt format=onnx int8=True data=data.yaml [int8_budget=1.0 calib_method=minmax]":
+        "INT8 calibration and its mAP budget (tests/export/test_quantize_int8.py)",
+    "yolokit benchmark model=best.pt data=data.yaml imgsz=320": "exports and times every format "
+                                                                  "(tests/export/test_benchmark_table.py)",
+    "yolokit demo out=demo_out --quick": "trains and fine-tunes (tests/test_demo.py runs the quick walk)",
+}
+# README statements that train or calibrate: YOLO.train / YOLO.export only build their checked settings there.
+CHECK_ONLY_PYTHON = {
+    'metrics = model.train(data="data.yaml", epochs=100, imgsz=640)': "100 epochs at 640 (tests/train)",
+    'model.train(resume="runs/train")': "needs an interrupted run (tests/train/test_resume.py)",
+    'model.export(format="onnx", int8=True, data="data.yaml")': "INT8 calibration (tests/export)",
 }
 SKIP_PYTHON = {
     'model = YOLO("yolo26n.pt")': "network: downloads the published weights",
@@ -62,10 +78,9 @@ def python_statements() -> list[str]:
 
 
 def variants(line: str) -> list[list[str]]:
-    """``yolokit x a [b] [c]`` -> ``[[x, a], [x, a, b, c]]`` (argv without ``yolokit``)."""
-    words = line.split()[1:]
-    bare = [w for w in words if not w.startswith("[")]
-    full = [w.strip("[]") for w in words]
+    """``yolokit x a [b] [c d]`` -> ``[[x, a], [x, a, b, c, d]]`` (argv without ``yolokit``)."""
+    bare = re.sub(r"\[[^\]]*\]", " ", line).split()[1:]
+    full = line.replace("[", " ").replace("]", " ").split()[1:]
     return [bare] if bare == full else [bare, full]
 
 
@@ -75,8 +90,32 @@ def test_the_readme_has_examples_and_the_skip_tables_are_current():
     for line in lines:
         assert line.startswith("yolokit ") or line in SKIP_SHELL, f"README line neither run nor skipped: {line}"
     assert set(SKIP_SHELL) <= set(lines) and set(SKIP_PYTHON) <= set(statements), "stale skip entry"
-    expanded = {" ".join(argv) for line in lines if line.startswith("yolokit ") for argv in variants(line)}
-    assert set(SKIP_VARIANTS) <= expanded, "stale skip entry"
+    assert set(CHECK_ONLY) <= set(lines) and set(CHECK_ONLY_PYTHON) <= set(statements), "stale check-only entry"
+
+
+class _Reached(Exception):
+    """Raised in place of a check-only command's model call: everything before it (every key and value) passed."""
+
+
+def _check_only(argv: list[str], monkeypatch) -> None:
+    """Run ``argv`` through the CLI up to the call that would do the work (model loading or the demo walk)."""
+    import yolokit.cli
+    import yolokit.demo
+
+    def reached(*args, **kwargs):
+        raise _Reached(argv)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(yolokit.cli, "_load", reached)
+        patch.setattr(yolokit.demo, "run_demo", reached)
+        with pytest.raises(_Reached):
+            yolokit.cli.main(argv)
+
+
+def test_check_only_commands_pass_the_cli_checks(workspace, monkeypatch):
+    for line in CHECK_ONLY:
+        for argv in variants(line):
+            _check_only(argv, monkeypatch)
 
 
 def _workspace(path: Path) -> Path:
@@ -121,26 +160,44 @@ def test_every_readme_command_runs_as_written(workspace, capsys):
     for line in shell_lines():
         if line in SKIP_SHELL:
             continue
+        if line in CHECK_ONLY:
+            continue
         for argv in variants(line):
-            if " ".join(argv) in SKIP_VARIANTS:
-                continue
             status = main(argv)
             err = capsys.readouterr().err
             assert status == 0, f"'yolokit {' '.join(argv)}' exited {status}: {err.strip()}"
             ran += 1
     assert ran >= 15
-    assert (workspace / "best.onnx").is_file() and (workspace / "demo_out" / "val" / "metrics.json").is_file()
+    assert (workspace / "best.onnx").is_file() and (workspace / "runs" / "val" / "metrics.json").is_file()
+
+
+def _settings_only(monkeypatch) -> None:
+    """YOLO.train / YOLO.export build and check their settings (every key and value) and return."""
+    from yolokit.config import ExportConfig, make_config
+    from yolokit.model import YOLO
+
+    def train(self, data=None, **overrides):
+        return make_config(self.task_spec.load("train_config"), overrides, **({"data": str(data)} if data else {}))
+
+    def export(self, format="onnx", **overrides):  # noqa: A002 - the facade's keyword
+        return make_config(ExportConfig, overrides, format=format)
+
+    monkeypatch.setattr(YOLO, "train", train)
+    monkeypatch.setattr(YOLO, "export", export)
 
 
 @pytest.mark.slow
-def test_every_readme_python_statement_runs_as_written(workspace):
+def test_every_readme_python_statement_runs_as_written(workspace, monkeypatch):
     namespace: dict = {}
     ran = 0
     for statement in python_statements():
         if statement in SKIP_PYTHON:
             continue
         try:
-            exec(compile(statement, "README.md", "exec"), namespace)  # noqa: S102 - the README's own examples
+            with monkeypatch.context() as patch:
+                if statement in CHECK_ONLY_PYTHON:
+                    _settings_only(patch)
+                exec(compile(statement, "README.md", "exec"), namespace)  # noqa: S102 - the README's own examples
         except Exception as error:  # noqa: BLE001 - report which README statement failed
             pytest.fail(f"README statement failed: {statement!r}: {type(error).__name__}: {error}")
         ran += 1

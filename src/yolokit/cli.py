@@ -53,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if mode in HELP_MODES and any(word in ("-h", "--help", "help") for word in rest):
             print(_mode_help(mode, rest))
             return 0
+        if rest == ["help"] and mode != "help":  # argparse modes (inspect, convert, data, registry): their --help
+            rest = ["--help"]
         return COMMANDS[mode](rest)
     except YolokitError as err:
         print(f"Error: {err}", file=sys.stderr)

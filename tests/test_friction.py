@@ -616,3 +616,15 @@ def test_every_mode_has_help(argv, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith((f"usage: yolokit {argv[0]}", f"yolokit {argv[0]}: ")) and len(out.splitlines()) >= 1
+
+
+def test_input_scaling_is_single_threaded_numpy_and_bit_identical_to_torch():
+    import numpy as np
+    import torch
+
+    from yolokit.data.transforms import bgr_to_rgb_chw, to_input_tensor
+
+    every_value = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)
+    ours = to_input_tensor([every_value, every_value[::-1].copy()])
+    assert ours.dtype == torch.float32 and ours.shape == (2, 3, 16, 16)
+    assert torch.equal(ours, torch.from_numpy(bgr_to_rgb_chw([every_value, every_value[::-1].copy()])).float() / 255)

@@ -94,8 +94,10 @@ def bgr_to_rgb_chw(images: Sequence[np.ndarray]) -> np.ndarray:
 def to_input_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
     """``B`` BGR ``(H, W, 3)`` uint8 images of one shape -> ``(B, 3, H, W)`` float32 RGB tensor in ``[0, 1]``.
 
-    ``uint8 / 255`` in one pass (the same values as ``.float() / 255``).
+    ``uint8 / 255`` in one pass (the same values as ``.float() / 255``), in numpy on the calling thread: torch's
+    intra-op pool would split this small op across threads, and on a machine whose other core is busy the woken
+    thread waits for a time slice (measured: 15 ms instead of 2 per 640x480 image, ``benchmarks/under_load.py``).
     """
     import torch
 
-    return torch.from_numpy(bgr_to_rgb_chw(images)).div(255.0)
+    return torch.from_numpy(np.divide(bgr_to_rgb_chw(images), np.float32(255.0), dtype=np.float32))

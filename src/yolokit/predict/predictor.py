@@ -24,6 +24,7 @@ from yolokit.predict.results import Results
 from yolokit.utils.dist import is_main_process
 from yolokit.utils.io import atomic_write_bytes, increment_dir
 from yolokit.utils.progress import progress
+from yolokit.utils.threads import torch_threads
 
 __all__ = ["Predictor"]
 
@@ -112,15 +113,18 @@ class Predictor:
         preprocessed = time.perf_counter()
         raw = self.backend(batch)
         inferred = time.perf_counter()
-        if self.nms_free:
-            detections = filter_end2end(raw, cfg.conf, cfg.classes, cfg.max_det)
-        else:
-            detections = non_max_suppression(raw, cfg.conf, cfg.iou, cfg.classes, cfg.agnostic_nms, cfg.max_det)
-        names = self.backend.names
-        results = [
-            Results(item.image, item.path, names, scale_boxes(det.cpu(), batch.shape[2:], item.image.shape[:2]))
-            for item, det in zip(items, detections, strict=True)
-        ]
+        # A backend that runs outside torch says how many torch threads its post-processing should use
+        # (``host_threads``; ONNX Runtime: 1, see its docstring); torch backends leave torch as it is (None).
+        with torch_threads(getattr(self.backend, "host_threads", None)):
+            if self.nms_free:
+                detections = filter_end2end(raw, cfg.conf, cfg.classes, cfg.max_det)
+            else:
+                detections = non_max_suppression(raw, cfg.conf, cfg.iou, cfg.classes, cfg.agnostic_nms, cfg.max_det)
+            names = self.backend.names
+            results = [
+                Results(item.image, item.path, names, scale_boxes(det.cpu(), batch.shape[2:], item.image.shape[:2]))
+                for item, det in zip(items, detections, strict=True)
+            ]
         done = time.perf_counter()
         times = np.array([preprocessed - start, inferred - preprocessed, done - inferred]) * 1e3 / len(items)
         for result in results:

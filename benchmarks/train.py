@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train.py --reference-python /root/refenv/bin/python \\
         [--models yolov8n yolo11n yolo26n] [--imgsz 320 640] [--images 128] [--batch 16] [--epochs 2] \\
-        [--rounds 3] [--workers 2] [--threads 0] [--reference-threads 0] [--out benchmarks/results/train.json]
+        [--rounds 3] [--workers -1] [--threads 0] [--reference-threads 0] [--out benchmarks/results/train.json]
     .venv/bin/python benchmarks/train.py --quick          # smoke run: yolov8n, 64 px, 8 images, yolokit only
 
 What is measured: images/s of each training epoch (from the epoch's start to the end of its last optimizer step:
@@ -10,7 +10,7 @@ data loading, forward, loss, backward, optimizer and EMA; not the validation, ch
 memory during the epoch, sampled every 0.2 s: ``rss`` of the training process, and ``pss`` summed over it and its
 data-loader worker processes (proportional set size, so pages shared by the workers count once). Both sides train
 a model built from the spec (random init, seed 0) on copies of one synthetic dataset (``yolokit.data.synth``,
-``--images`` train images at the training size), with the same batch, image size, epochs, workers, mosaic
+``--images`` train images at the training size), with the same batch, image size, epochs, mosaic
 (``close_mosaic=0``: mosaic in every timed epoch), ``optimizer=auto``, no validation between epochs and no plots.
 
 Why paired: this machine's CPU speed drifts by +-30% over minutes, so only ratios of runs made back to back mean
@@ -19,8 +19,9 @@ anything. Each round trains one short run (``--epochs``) per side, one after the
 process with yolokit); the round's speed-up is ``yolokit images/s / reference images/s`` of the timed epochs, and
 the table gives the median over rounds with its 25th-75th percentile. With ``--epochs`` > 1 the first epoch of a
 run is a warm-up and not timed (first-call allocations, thread pools). Each side's loader behaves as it does in
-use: the reference keeps its loader workers alive across epochs (they prefetch the next epoch's first batches),
-yolokit starts them at each epoch (``persistent_workers=False``); ``--workers 0`` loads in the training process.
+use: both keep their loader workers alive across epochs; by default (``--workers -1``) each side picks its own
+count (the reference: min(8, CPUs); yolokit on the CPU: the CPUs its torch threads leave free, so 0 on 2 cores with
+2 threads), and the table states the counts used; ``--workers N`` gives both sides N.
 
 Threads: each side at its own default unless ``--threads`` (yolokit) / ``--reference-threads`` say otherwise; on a
 2-core machine the reference runs torch with 1 thread, yolokit with torch's default (one per core). The table
@@ -115,11 +116,12 @@ class EpochClock:
         self.last = time.perf_counter()
         self.steps += 1
 
-    def end(self, images: int, threads: int) -> None:
+    def end(self, images: int, threads: int, workers: int) -> None:
         self.sampler.sample()
         seconds = self.last - self.start
         self.rows.append({"epoch": len(self.rows) + 1, "seconds": seconds, "images": images, "steps": self.steps,
                           "images_per_s": images / seconds if seconds > 0 else None, "threads": threads,
+                          "workers": workers,
                           "rss_peak_mb": self.sampler.rss_mb, "pss_tree_peak_mb": self.sampler.pss_mb})
 
 
@@ -146,10 +148,11 @@ def _worker_yolokit(args: argparse.Namespace, clock: EpochClock) -> dict[str, An
             clock.step()
 
         def after_epoch(self) -> None:
-            clock.end(len(self.trainer.train_dataset), torch.get_num_threads())
+            clock.end(len(self.trainer.train_dataset), torch.get_num_threads(), self.trainer.workers)
 
     overrides = {"data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
-                 "workers": args.workers, "device": "cpu", "seed": args.seed, "val": False, "plots": False,
+                 **({"workers": args.workers} if args.workers >= 0 else {}), "device": "cpu", "seed": args.seed,
+                 "val": False, "plots": False,
                  "close_mosaic": args.close_mosaic, "project": args.project, "name": "yolokit", "exist_ok": True,
                  "verbose": False}
     config = make_config(TrainConfig, overrides)
@@ -181,10 +184,12 @@ def _worker_reference(args: argparse.Namespace, clock: EpochClock) -> dict[str, 
     model.add_callback("on_train_epoch_start", lambda trainer: clock.begin())
     model.add_callback("on_train_batch_end", lambda trainer: clock.step())
     model.add_callback("on_train_epoch_end", lambda trainer: clock.end(len(trainer.train_loader.dataset),
-                                                                       torch.get_num_threads()))
+                                                                       torch.get_num_threads(),
+                                                                       trainer.train_loader.num_workers))
     torch.manual_seed(args.seed)
-    model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, workers=args.workers,
-                device="cpu", seed=args.seed, val=False, plots=False, close_mosaic=args.close_mosaic,
+    workers = {"workers": args.workers} if args.workers >= 0 else {}
+    model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, **workers, device="cpu",
+                seed=args.seed, val=False, plots=False, close_mosaic=args.close_mosaic,
                 project=args.project, name="reference", exist_ok=True, verbose=False, amp=False)
     return {"version": ultralytics.__version__, "torch": torch.__version__}
 
@@ -252,6 +257,7 @@ def timed(result: dict[str, Any]) -> dict[str, float]:
     epochs = result["epochs"][1:] if len(result["epochs"]) > 1 else result["epochs"]
     seconds = sum(e["seconds"] for e in epochs)
     return {"images_per_s": sum(e["images"] for e in epochs) / seconds, "threads": epochs[-1]["threads"],
+            "workers": epochs[-1].get("workers"),
             "rss_peak_mb": max(e["rss_peak_mb"] for e in epochs),
             "pss_tree_peak_mb": max(e["pss_tree_peak_mb"] for e in epochs)}
 
@@ -310,6 +316,8 @@ COLUMNS = [
     ("ref PSS*", 8, ".0f", lambda r: _get(r, "reference", "pss_tree_peak_mb")),
     ("yk PSS*", 7, ".0f", lambda r: _get(r, "yolokit", "pss_tree_peak_mb")),
     ("thr ref/yk", 10, "", lambda r: f"{_get(r, 'reference', 'threads') or '-'}/{_get(r, 'yolokit', 'threads')}"),
+    ("wrk ref/yk", 10, "", lambda r: f"{_get(r, 'reference', 'workers') or 0:g}/"
+                                     f"{_get(r, 'yolokit', 'workers') or 0:g}"),
 ]
 
 
@@ -322,7 +330,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (> 1: the first is a warm-up)")
     parser.add_argument("--rounds", type=int, default=None, help="paired runs per model and size")
-    parser.add_argument("--workers", type=int, default=2, help="data-loader workers (both sides)")
+    parser.add_argument("--workers", type=int, default=-1, help="loader workers (both; -1: own default)")
     parser.add_argument("--threads", type=int, default=0, help="yolokit torch threads (0: its default)")
     parser.add_argument("--reference-threads", type=int, default=0, help="reference torch threads (0: its default)")
     parser.add_argument("--close-mosaic", type=int, default=0, help="both sides (0: mosaic in every epoch)")
@@ -366,8 +374,9 @@ def main(argv: list[str] | None = None) -> int:
                 row, model_runs = compare(model, imgsz, args, work)
                 rows.append(row)
                 runs += model_runs
+    workers = args.workers if args.workers >= 0 else "each side's default"
     print_table(rows, f"Training images/s per epoch and peak memory (MB); {args.images} synthetic images, "
-                      f"{args.epochs} epoch(s) per run, workers={args.workers}; *PSS of the process tree", COLUMNS)
+                      f"{args.epochs} epoch(s) per run, workers={workers}; *PSS of the process tree", COLUMNS)
     versions = {r["side"]: {"version": r["version"], "torch": r["torch"]} for r in runs}
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "python": sys.version.split()[0], "versions": versions,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from yolokit.data.sample_state import EpochState
 from yolokit.errors import ConfigError, DatasetError, SourceError
 
 __all__ = ["ClassifyData", "ClassifyDataset", "collate_classify", "load_classify_data", "scan_split", "SPLITS"]
@@ -183,7 +184,7 @@ def collate_classify(samples: list[dict[str, Any]]) -> dict[str, Any]:
             "im_file": [s["im_file"] for s in samples]}
 
 
-class ClassifyDataset(torch.utils.data.Dataset):
+class ClassifyDataset(EpochState, torch.utils.data.Dataset):
     """One split of a classification dataset, augmented for training or centre-cropped for evaluation.
 
     Args:
@@ -249,10 +250,11 @@ class ClassifyDataset(torch.utils.data.Dataset):
         raise DatasetError(f"none of the {len(self.samples)} images of split {self.split!r} of {self.data.root} can "
                            "be decoded; fix or replace the images")
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def __getitem__(self, index: int | tuple[int, dict[str, Any]]) -> dict[str, Any]:
         from yolokit.data.classify_transforms import eval_crop
 
-        image, used = self._decode(int(index))
+        index = self.resolve_key(index)
+        image, used = self._decode(index)
         if self.transform is not None:
             rgb = self.transform(image, np.random.default_rng([self.seed, self.epoch, int(index)]))
         else:

@@ -2,8 +2,11 @@
 
 Determinism: the sampler's permutation is a function of ``(seed, epoch)`` only, and a :class:`TrainDataset` sample of
 ``(seed, epoch, index)`` only, so batches are bit-identical for any number of workers and a resumed run replays them.
-The loader hands the epoch to the dataset at the start of every pass over it; worker processes are created anew for
-each pass (``persistent_workers=False``), so they always see the dataset's current epoch and mosaic switch.
+The loader hands the epoch to the dataset at the start of every pass over it. Worker processes live for the whole
+run (``persistent_workers=True``: forking the trainer once per epoch slowed its steps by up to 40%); a dataset with
+:class:`~yolokit.data.sample_state.EpochState` gets ``(index, state)`` keys, ``state`` taken in the main process at
+the start of each pass (epoch, seed, mosaic switch), so a worker's copy makes the sample the main process would.
+A dataset without it gets plain indices and fresh workers each pass (``persistent_workers=False``).
 
 Resume: ``loader.state_dict()`` records ``(seed, epoch, start_index)`` where ``start_index`` counts the samples of
 this rank's share already handed to the caller; after ``loader.load_state_dict(state)`` the next pass starts at that
@@ -22,10 +25,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from yolokit.data.sample_state import EpochState
 from yolokit.errors import ConfigError
 
-__all__ = ["ResumableSampler", "TrainLoader", "WorkerSeeder", "build_dataloader", "build_val_dataloader",
-           "derive_seed"]
+__all__ = ["KeyedSampler", "ResumableSampler", "TrainLoader", "WorkerSeeder", "build_dataloader",
+           "build_val_dataloader", "derive_seed"]
 
 logger = logging.getLogger(__name__)
 
@@ -106,9 +110,10 @@ class ResumableSampler(Sampler[int]):
 class WorkerSeeder:
     """``worker_init_fn``: seeds ``random``, ``numpy`` and ``torch`` of worker ``w`` from ``(seed, epoch, w)``.
 
-    The augmentations draw from their own per-sample generators; this only makes any other use of the global
-    generators in a worker reproducible. (OpenCV's thread count is left alone: ``cv2.setNumThreads`` in a forked
-    worker can deadlock on the thread pool inherited from the parent.)"""
+    Runs once per worker process (workers persist across epochs for :class:`EpochState` datasets; ``epoch`` is the
+    one the process was started in). The augmentations draw from their own per-sample generators; this only makes
+    any other use of the global generators in a worker reproducible. (OpenCV's thread count is left alone:
+    ``cv2.setNumThreads`` in a forked worker can deadlock on the thread pool inherited from the parent.)"""
 
     def __init__(self, seed: int) -> None:
         self.seed = int(seed)
@@ -122,42 +127,66 @@ class WorkerSeeder:
         torch.manual_seed(seed)
 
 
+class KeyedSampler(Sampler):
+    """Yields ``(index, dataset.sample_state())`` for each index of ``sampler``, the state read once per pass."""
+
+    def __init__(self, sampler: ResumableSampler, dataset: Any) -> None:
+        self.sampler, self.dataset = sampler, dataset
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, Any]]]:
+        state = self.dataset.sample_state()
+        return ((index, state) for index in self.sampler)
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+
 class TrainLoader(DataLoader):
     """A ``DataLoader`` over a :class:`ResumableSampler` that syncs the dataset's epoch and counts what it yielded.
 
     ``set_epoch(e)`` before each epoch; ``state_dict()`` / ``load_state_dict()`` for exact (mid-epoch) resume.
+    ``index_sampler`` is the :class:`ResumableSampler` (``sampler`` may be the :class:`KeyedSampler` around it).
     """
 
+    @property
+    def index_sampler(self) -> ResumableSampler:
+        sampler = self.sampler
+        return sampler.sampler if isinstance(sampler, KeyedSampler) else sampler
+
     def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
+        self.index_sampler.set_epoch(epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
 
     @property
     def epoch(self) -> int:
-        return self.sampler.epoch
+        return self.index_sampler.epoch
 
     def __iter__(self) -> Iterator[Any]:
         if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(self.sampler.epoch)  # the workers forked by this pass see this epoch
-        self._position = self.sampler.start_index
+            self.dataset.set_epoch(self.index_sampler.epoch)  # read by the KeyedSampler / fresh workers of this pass
+        self._position = self.index_sampler.start_index
         for batch in super().__iter__():
             self._position += self.batch_size if self.batch_size else len(batch)
-            self._position = min(self._position, self.sampler.num_samples)
+            self._position = min(self._position, self.index_sampler.num_samples)
             yield batch
 
     def state_dict(self) -> dict[str, int]:
         """Sampler state with ``start_index`` = samples of this epoch already yielded (during or after a pass)."""
-        state = self.sampler.state_dict()
+        state = self.index_sampler.state_dict()
         if hasattr(self, "_position"):
             state["start_index"] = self._position
         return state
 
+    def close(self) -> None:
+        """Stop the worker processes now (persistent workers otherwise live as long as the loader)."""
+        self._iterator = None  # its __del__ shuts the workers down
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.sampler.load_state_dict(state)
-        self._position = self.sampler.start_index
+        self.index_sampler.load_state_dict(state)
+        self._position = self.index_sampler.start_index
         if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(self.sampler.epoch)
+            self.dataset.set_epoch(self.index_sampler.epoch)
 
 
 def build_dataloader(dataset: Any, batch: int, workers: int, shuffle: bool, seed: int, rank: int = 0,
@@ -182,10 +211,11 @@ def build_dataloader(dataset: Any, batch: int, workers: int, shuffle: bool, seed
     if hasattr(dataset, "set_seed"):
         dataset.set_seed(seed)
     sampler = ResumableSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
+    keyed = bool(workers) and isinstance(dataset, EpochState)
     return TrainLoader(
-        dataset, batch_size=batch, sampler=sampler, num_workers=workers, drop_last=drop_last,
-        collate_fn=getattr(dataset, "collate_fn", None), pin_memory=torch.cuda.is_available(),
-        worker_init_fn=WorkerSeeder(seed) if workers else None, persistent_workers=False,
+        dataset, batch_size=batch, sampler=KeyedSampler(sampler, dataset) if keyed else sampler, num_workers=workers,
+        drop_last=drop_last, collate_fn=getattr(dataset, "collate_fn", None), pin_memory=torch.cuda.is_available(),
+        worker_init_fn=WorkerSeeder(seed) if workers else None, persistent_workers=keyed,
         generator=torch.Generator().manual_seed(derive_seed(seed, 1)),  # never draws from torch's global RNG
         prefetch_factor=2 if workers else None,
     )

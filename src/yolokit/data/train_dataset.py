@@ -25,6 +25,7 @@ import torch
 
 from yolokit.data.augment import Sample, TrainTransform, letterbox_sample
 from yolokit.data.dataset import DataConfig, DetectionDataset, load_data_config
+from yolokit.data.sample_state import EpochState
 from yolokit.data.transforms import bgr_to_rgb_chw
 from yolokit.errors import ConfigError, DatasetError, SourceError
 
@@ -77,7 +78,7 @@ def _check_sizes(imgsz: Any, stride: Any, batch_size: Any) -> None:
                           f"{f' or {low}' if low else ''}")
 
 
-class TrainDataset(torch.utils.data.Dataset):
+class TrainDataset(EpochState, torch.utils.data.Dataset):
     """Augmented (``augment=True``) or letterboxed (validation) samples of one split of a dataset.
 
     Args:
@@ -231,8 +232,15 @@ class TrainDataset(torch.utils.data.Dataset):
         return int(h), int(w)
 
     # ------------------------------------------------------------------------------------------ samples
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
+    def sample_state(self) -> dict[str, Any]:
+        return {**super().sample_state(), "mosaic": self.mosaic}
+
+    def load_sample_state(self, state: dict[str, Any]) -> None:
+        super().load_sample_state(state)
+        self.set_mosaic(state["mosaic"])
+
+    def __getitem__(self, index: int | tuple[int, dict[str, Any]]) -> dict[str, Any]:
+        index = self.resolve_key(index)
         if not 0 <= index < len(self):
             raise IndexError(f"sample index {index} out of range for {len(self)} images")
         primary, used, ori_hw = self.load(index)

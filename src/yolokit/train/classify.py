@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolokit.train.config import TrainConfig
-from yolokit.train.trainer import Trainer, _available_cpus
+from yolokit.train.trainer import Trainer, loader_workers
 
 __all__ = ["ClassifyTrainConfig", "ClassificationLoss", "ClassifyTrainer", "class_weights", "train"]
 
@@ -115,7 +115,7 @@ class ClassifyTrainer(Trainer):
         self.stride, self.imgsz = 1, int(cfg.imgsz)
         self.train_dataset = ClassifyDataset(self.data, "train", self.imgsz, augment=True, hyp=cfg, seed=cfg.seed,
                                              fraction=cfg.fraction)
-        self.workers = min(cfg.workers, _available_cpus())
+        self.workers = loader_workers(cfg, self.device)
         self.loader = build_dataloader(self.train_dataset, cfg.batch, self.workers, shuffle=True, seed=cfg.seed)
         self.batches_per_epoch = len(self.loader)
         self.val_split = self.data.val_split

@@ -28,7 +28,7 @@ from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookB
 from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
 from yolokit.train.schedule import Schedule, nominal_accumulate, warmup_iterations
 
-__all__ = ["TrainerBase", "Trainer", "default_hooks", "resolve_device", "GRAD_CLIP_NORM"]
+__all__ = ["TrainerBase", "Trainer", "default_hooks", "loader_workers", "resolve_device", "GRAD_CLIP_NORM"]
 
 logger = logging.getLogger(__name__)
 GRAD_CLIP_NORM = 10.0
@@ -102,6 +102,24 @@ def _available_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """Data-loading processes: ``workers`` when given (capped at the CPUs); by default, on the CPU, only the CPUs that
+    torch's compute threads leave free.
+
+    On a CPU, loader processes running next to a compute thread on the same core stall torch's parallel regions
+    (a thread taken off its core holds up the other at every operator): with 2 threads on 2 cores, 2 workers made
+    the steps ~30% slower than loading in the training process (benchmarks/README.md).
+    """
+    cpus = _available_cpus()
+    if "workers" in config.given or device.type != "cpu":
+        return min(config.workers, cpus)
+    workers = max(0, min(config.workers, cpus - torch.get_num_threads()))
+    if workers < min(config.workers, cpus):
+        logger.info("workers=%d: torch computes with %d threads on %d CPUs, so images load in the training process "
+                    "(workers= overrides)", workers, torch.get_num_threads(), cpus)
+    return workers
+
+
 class Trainer(TrainerBase):
     """Trains a ``DetectionModel`` on ``config.data`` (see :func:`yolokit.train.api.train` for the whole run).
 
@@ -122,7 +140,10 @@ class Trainer(TrainerBase):
         super().__init__()
         self.config, self.run_dir, self.freeze_report = config, Path(run_dir), freeze_report
         self.device = resolve_device(config.device)
-        self.model = model.to(self.device)
+        # channels_last: oneDNN's convolutions (forward and backward) are 1.3x faster in it on the CPU than in NCHW
+        # (benchmarks/README.md); the saved tensors are made contiguous again (weights/native.py)
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format)
         self.epochs = config.epochs
         self.metadata = dict(metadata or {})
         self._build_data()
@@ -153,7 +174,7 @@ class Trainer(TrainerBase):
         self.imgsz = int(fit_imgsz(cfg.imgsz, self.stride))
         self.train_dataset = TrainDataset(data, "train", self.imgsz, augment=True, hyp=cfg, stride=self.stride,
                                           batch_size=cfg.batch, seed=cfg.seed, progress=cfg.verbose)
-        self.workers = min(cfg.workers, _available_cpus())
+        self.workers = loader_workers(cfg, self.device)
         self.loader = build_dataloader(self.train_dataset, cfg.batch, self.workers, shuffle=True, seed=cfg.seed)
         self.batches_per_epoch = len(self.loader)
         self.val_split = next((s for s in ("val", "test") if data.splits.get(s)), None)
@@ -224,6 +245,12 @@ class Trainer(TrainerBase):
         self.scaler = torch.amp.GradScaler("cuda") if self.amp else None
 
     # --- the loop ---------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        try:
+            super().train()
+        finally:
+            self.loader.close()  # its worker processes persist across epochs
+
     def batches(self) -> Iterable[Any]:
         from yolokit.utils.progress import progress
 
@@ -250,7 +277,7 @@ class Trainer(TrainerBase):
     def preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Tensors to the device; ``img`` uint8 -> float in [0, 1]."""
         out = {k: v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-        out["img"] = out["img"].float() / 255
+        out["img"] = (out["img"].float() / 255).contiguous(memory_format=self.memory_format)
         return out
 
     def optimizer_step(self) -> None:

@@ -24,9 +24,11 @@ from typing import Any
 import yaml
 
 from yolokit.errors import SpecError
+from yolokit.models.spec_limits import MAX_CLASSES, check_spec_limits
 
 __all__ = [
     "KNOWN_MODULES",
+    "MAX_CLASSES",
     "canonical_module_name",
     "guess_scale",
     "load_spec",
@@ -164,7 +166,9 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
 
     Raises:
         SpecError: naming the layer index for a wrong row length, a bad ``from`` (forward reference or out of
-            range), ``repeats < 1``, an unknown module type or non-list args.
+            range), ``repeats < 1``, an unknown module type or non-list args, or a value outside the bounds of
+            :mod:`yolokit.models.spec_limits` (widths, repeats, kernels, strides, upsample factors, Concat axis,
+            class count, estimated parameter count).
     """
     if not isinstance(spec, Mapping):
         raise SpecError(f"model spec: expected a mapping, found {type(spec).__name__}")
@@ -180,6 +184,7 @@ def validate_spec(spec: Mapping[str, Any]) -> None:
         raise SpecError("model spec: expected at least one layer row in 'backbone'/'head', found none")
     for i, row in enumerate(rows):
         _validate_row(i, row)
+    check_spec_limits(spec, rows, canonical_module_name)
 
 
 def _validate_scales(spec: Mapping[str, Any]) -> None:

@@ -1,8 +1,10 @@
 """Torch zip archives opened as hostile input (private helper of ``weights.foreign``).
 
 Layout: ``<folder>/data.pkl`` (the pickle), ``<folder>/data/<key>`` (raw bytes of each storage), ``<folder>/byteorder``
-(``little``/``big``). Sizes declared in the zip directory are capped before any entry is read (data.pkl <= 256 MiB,
-one storage <= 4 GiB, all storages <= physical memory), so a zip bomb is refused up front.
+(``little``/``big``). Sizes declared in the zip directory are checked before any entry is read: every member must lie
+inside the file (a stored member's bytes are all there; a compressed one may declare at most ``MAX_RATIO`` times its
+compressed bytes), data.pkl <= 256 MiB, one storage <= 4 GiB, all storages <= the memory this process may allocate
+(``available_memory``), so a zip bomb or a member declaring gigabytes the file does not hold is refused up front.
 """
 
 from __future__ import annotations
@@ -20,14 +22,27 @@ from yolokit.errors import WeightsError
 
 MAX_PICKLE_BYTES = 256 * 2**20  # data.pkl larger than this is refused before reading
 MAX_STORAGE_BYTES = 4 * 2**30  # one storage entry
+MAX_RATIO = 1032  # deflate's largest expansion: a compressed member may not declare more than this many times its size
 _REDO = "re-download the file or re-save it with the reference tool"
 
 def available_memory() -> int:
-    """Physical memory in bytes (the cap for everything read from one archive); 64 GiB when unknown."""
+    """Bytes one read may allocate: physical memory, or less when the process runs under an address-space limit
+    (``RLIMIT_AS``: the limit minus what the process already maps); 64 GiB when unknown."""
     try:
-        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+        budget = int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
     except (AttributeError, ValueError, OSError):
-        return 64 * 2**30
+        budget = 64 * 2**30
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if limit != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as statm:
+                mapped = int(statm.read().split()[0]) * int(os.sysconf("SC_PAGE_SIZE"))
+            budget = min(budget, max(0, limit - mapped))
+    except (ImportError, OSError, ValueError, IndexError):
+        pass
+    return budget
 
 
 class _Malformed(Exception):
@@ -38,9 +53,19 @@ class _Malformed(Exception):
 class _Storage:
     """The raw bytes of one ``<folder>/data/<key>`` entry, viewed as tensors of a dtype on demand."""
 
-    def __init__(self, path: Path, key: str, data: bytearray, dtype: torch.dtype, big_endian: bool) -> None:
+    def __init__(self, path: Path, key: str, data: bytearray, dtype: torch.dtype, big_endian: bool,
+                 budget: list[int] | None = None) -> None:  # fmt: skip
         self.path, self.key, self.data, self.dtype, self.big_endian = path, key, data, dtype, big_endian
         self._views: dict[torch.dtype, torch.Tensor] = {}
+        self._budget = budget if budget is not None else [2 * len(data) + 2**20]
+
+    def charge(self, nbytes: int) -> None:
+        """Count a tensor view of ``nbytes`` against the archive's view budget (twice its storage bytes + 16 MiB):
+        views are copied later, so many views of one storage must not add up to more than the file holds."""
+        self._budget[0] -= nbytes
+        if self._budget[0] < 0:
+            raise WeightsError(f"{self.path}: the tensors view more bytes than twice the archive's storages hold; "
+                               "refused (corrupt or malicious file)")  # fmt: skip
 
     def typed(self, dtype: torch.dtype) -> torch.Tensor:
         """The whole storage as a flat tensor of ``dtype`` (little-endian bytes swapped from a big-endian file)."""
@@ -99,17 +124,45 @@ class TorchArchive:
                                f"found {kind}; re-save it with torch>=1.6 or pass a .pt/.safetensors file")  # fmt: skip
 
     def _check_sizes(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Every member must fit in the archive as declared (stored: its bytes are in the file; compressed: at most
+        ``MAX_RATIO`` times its compressed bytes), data.pkl and each storage under their caps, and all storages
+        within the memory this process may allocate: so no read can grow past what the file really holds."""
+        archive_size = self._archive_size()
         if self._pickle_info.file_size > MAX_PICKLE_BYTES:
             self._refuse(f"declares a {self._pickle_info.file_size}-byte data.pkl (cap {MAX_PICKLE_BYTES})")
         data_prefix, total = f"{self.folder}/data/", 0
         for info in infos:
+            self._check_member(info, archive_size)
             if info.filename.startswith(data_prefix):
                 if info.file_size > MAX_STORAGE_BYTES:
                     self._refuse(f"declares a {info.file_size}-byte storage '{info.filename}' "
                                  f"(cap {MAX_STORAGE_BYTES})")
                 total += info.file_size
+        self.storage_bytes = total
+        self._view_budget = [2 * total + 16 * 2**20]
         if total > available_memory():
-            self._refuse(f"declares {total} bytes of storages, more than this machine's {available_memory()} bytes")
+            self._refuse(f"declares {total} bytes of storages, more than the {available_memory()} bytes this "
+                         "process may allocate")  # fmt: skip
+
+    def _archive_size(self) -> int:
+        handle = self._zip.fp
+        try:
+            return os.fstat(handle.fileno()).st_size
+        except (AttributeError, OSError, ValueError):
+            position = handle.tell()
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(position)
+            return size
+
+    def _check_member(self, info: zipfile.ZipInfo, archive_size: int) -> None:
+        if info.header_offset + info.compress_size > archive_size:
+            self._refuse(f"member '{info.filename}' declares {info.compress_size} bytes at offset "
+                         f"{info.header_offset}, past the end of the {archive_size}-byte file")  # fmt: skip
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 64:
+            self._refuse(f"member '{info.filename}' declares {info.file_size} bytes from {info.compress_size} "
+                         "bytes in the file")  # fmt: skip
 
     def _refuse(self, message: str) -> None:
         self.close()
@@ -149,7 +202,7 @@ class TorchArchive:
             raise WeightsError(f"{self.path}: storage '{key}' holds {info.file_size} bytes but {numel} {dtype} "
                                f"elements need {nbytes}; the file is truncated, {_REDO}")  # fmt: skip
         data = bytearray(memoryview(self._read(info))[:nbytes])
-        return _Storage(self.path, key, data, dtype, self.big_endian)
+        return _Storage(self.path, key, data, dtype, self.big_endian, self._view_budget)
 
     def close(self) -> None:
         """Close the zip directory (a handle passed in stays open)."""

@@ -139,7 +139,10 @@ class _NdArray:
             return
         if not isinstance(raw, (bytes, bytearray)) or not all(isinstance(s, int) and s >= 0 for s in shape):
             raise _Malformed("numpy array data is not raw bytes with an int shape")
-        flat = np.frombuffer(bytes(raw), dtype=dtype.resolve())
+        itemsize = dtype.resolve().itemsize
+        if len(raw) % itemsize or len(raw) // itemsize != math.prod(shape):
+            raise _Malformed(f"numpy array of shape {tuple(shape)} has {len(raw)} bytes of {dtype.descr}")
+        flat = np.frombuffer(raw, dtype=dtype.resolve())  # a view: the pickle's bytes are not copied
         if flat.size != math.prod(shape):
             raise _Malformed(f"numpy array of shape {tuple(shape)} has {flat.size} elements")
         self.value = flat.reshape(shape, order="F" if fortran else "C")
@@ -308,6 +311,13 @@ def _tensor_view(storage: Any, offset: Any, size: Any, stride: Any, dtype: Any =
             f"{storage.path}: a tensor of shape {list(size)} needs {needed} elements but storage '{storage.key}' "
             f"holds {flat.numel()}; the file is corrupt, {_REDO}"
         )
+    numel = math.prod(size)
+    if numel > flat.numel():  # e.g. a zero-stride view that would expand a few bytes to gigabytes when copied
+        raise WeightsError(
+            f"{storage.path}: a tensor of shape {list(size)} (stride {list(stride)}) has {numel} elements but its "
+            f"storage '{storage.key}' holds {flat.numel()}; refused (corrupt or malicious file), {_REDO}"
+        )
+    storage.charge(numel * flat.dtype.itemsize)
     return flat.as_strided(size, stride, offset)
 
 
@@ -390,9 +400,9 @@ def _path_str(*parts: Any, windows: bool = False) -> str:
 def _numpy_scalar(dtype: Any, raw: Any = b"") -> Any:
     if not isinstance(dtype, _NumpyDType) or not isinstance(raw, (bytes, bytearray)):
         raise _Malformed("numpy scalar needs a numeric dtype and raw bytes")
-    values = np.frombuffer(bytes(raw), dtype=dtype.resolve())
-    if values.size != 1:
-        raise _Malformed(f"numpy scalar holds {values.size} values")
+    if len(raw) != dtype.resolve().itemsize:
+        raise _Malformed(f"numpy scalar of {dtype.descr} holds {len(raw)} bytes")
+    values = np.frombuffer(raw, dtype=dtype.resolve())
     return values[0].item()
 
 

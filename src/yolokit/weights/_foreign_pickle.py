@@ -15,6 +15,7 @@ import io
 import pickle
 import pickletools
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,10 @@ __all__ = [
     "AttrRef", "GlobalRef", "ModuleRecord", "NamespaceRecord", "TorchArchive", "available_memory", "is_allowed",
     "PickleScan", "load_archive_pickle", "normalize_global", "scan_pickle", "scan_pickle_globals", "to_plain",
 ]  # fmt: skip
-MAX_PLAIN_NODES = 1_000_000  # budget when converting metadata to plain JSON types (memo-DAG expansion guard)
+MAX_PLAIN_NODES = 200_000  # budget when converting metadata to plain JSON types (memo-DAG expansion guard)
+MAX_NESTING = 100  # containers nested deeper than this are refused while unpickling (before anything hashes them)
+MAX_PLAIN_ELEMENTS = 4096  # arrays / tensors / bytes larger than this become a one-line placeholder in metadata
+_CONTAINERS = (tuple, list, dict, set, frozenset)
 
 
 # --- the restricted unpickler --------------------------------------------------------------------------------------
@@ -60,12 +64,38 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode 
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, archive: TorchArchive) -> None:
+    def __init__(self, archive: TorchArchive, only: Callable[[str, str], bool] | None = None) -> None:
         super().__init__(io.BytesIO(archive.read_pickle()), encoding="utf-8")
-        self.archive, self.storages = archive, {}
+        self.archive, self.storages, self.only = archive, {}, only
+        # id -> (container, nesting depth): the container is kept so its id cannot be reused while unpickling
+        self._depths: dict[int, tuple[Any, int]] = {}
+        self._copy_budget = 2 * len(archive.read_pickle()) + 2**20
+
+    # -- nesting depth: every container the pickle builds gets its depth when built or filled, so a tuple nested a
+    # million levels deep (which would crash the interpreter when hashed as a dict key or set member) is refused at
+    # level MAX_NESTING + 1, before any hash, repr or comparison touches it.
+    def _depth(self, obj: Any) -> int:
+        if not isinstance(obj, _CONTAINERS):
+            return 0  # scalars, tensors, inert records (records hash by identity and are walked with own bounds)
+        entry = self._depths.get(id(obj))
+        return entry[1] if entry is not None and entry[0] is obj else 1
+
+    def _deepen(self, container: Any, items: Any) -> Any:
+        """Record ``container``'s depth after ``items`` were put in it; refuse beyond ``MAX_NESTING``."""
+        depth = max(self._depth(container), 1 + max((self._depth(item) for item in items), default=0))
+        if depth > MAX_NESTING:
+            raise _Malformed(f"containers nested more than {MAX_NESTING} levels deep (a pickle bomb)")
+        self._depths[id(container)] = (container, depth)
+        return container
+
+    def _deepen_top(self) -> None:
+        top = self.stack[-1]
+        self._deepen(top, _items(top))
 
     def find_class(self, module: str, name: str) -> Any:
         obj = _allow_table().get(normalize_global(module, name))
+        if self.only is not None and not self.only(str(module), str(name)):
+            obj = None
         if obj is None:
             described = GlobalRef(str(module), str(name), False).describe()
             raise UnsafeWeightsError(f"{self.archive.path}: refused global {described}: it is outside yolokit's "
@@ -85,23 +115,61 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode 
             self.storages[key] = self.archive.storage(key, storage_type.dtype, numel)
         return self.storages[key]
 
+    # -- copy budget: stand-ins that copy their arguments (set, OrderedDict, bytes, records' state dicts) are charged
+    # the arguments' sizes, so memo references to one big object cannot make them copy it a thousand times.
+    def _charge(self, *values: Any) -> None:
+        self._copy_budget -= sum(_size(v) for v in values)
+        if self._copy_budget < 0:
+            raise _Malformed("the pickle copies more data than it holds (a pickle bomb)")
+
+    def _call(self, target: Any, args: Any, kwargs: Any = None) -> Any:
+        self._charge(*(args if isinstance(args, (tuple, list)) else (args,)), *(kwargs or {}).values())
+        result = _invoke(target, args, kwargs)
+        return self._deepen(result, _items(result)) if isinstance(result, _CONTAINERS) else result
+
     def _instantiate(self, klass: Any, args: list) -> None:  # INST / OBJ
-        self.append(_invoke(klass, args))
+        self.append(self._call(klass, args))
 
     def load_reduce(self) -> None:
         args = self.stack.pop()
-        self.stack[-1] = _invoke(self.stack[-1], args)
+        self.stack[-1] = self._call(self.stack[-1], args)
 
     def load_newobj(self) -> None:
         args = self.stack.pop()
-        self.stack[-1] = _invoke(self.stack[-1], args)
+        self.stack[-1] = self._call(self.stack[-1], args)
 
     def load_newobj_ex(self) -> None:
         kwargs, args = self.stack.pop(), self.stack.pop()
-        self.stack[-1] = _invoke(self.stack[-1], args, kwargs)
+        self.stack[-1] = self._call(self.stack[-1], args, kwargs)
+
+    def load_tuple(self) -> None:  # TUPLE / LIST / DICT / FROZENSET: items checked before the container is built
+        items = self.pop_mark()
+        self.append(self._deepen(tuple(items), items))
+
+    def load_tuple1(self) -> None:
+        self.stack[-1] = self._deepen((self.stack[-1],), self.stack[-1:])
+
+    def load_tuple2(self) -> None:
+        self.stack[-2:] = [self._deepen(tuple(self.stack[-2:]), self.stack[-2:])]
+
+    def load_tuple3(self) -> None:
+        self.stack[-3:] = [self._deepen(tuple(self.stack[-3:]), self.stack[-3:])]
+
+    def load_list(self) -> None:
+        items = self.pop_mark()
+        self.append(self._deepen(items, items))
+
+    def load_dict(self) -> None:
+        items = self.pop_mark()  # keys are tuples/frozensets already depth-checked when they were built
+        self.append(self._deepen({items[i]: items[i + 1] for i in range(0, len(items), 2)}, items))
+
+    def load_frozenset(self) -> None:
+        items = self.pop_mark()
+        self.append(self._deepen(frozenset(items), items))
 
     def load_build(self) -> None:
         state, inst = self.stack.pop(), self.stack[-1]
+        self._charge(state, *(state.values() if isinstance(state, dict) else state if isinstance(state, tuple) else ()))
         if isinstance(inst, _BUILDABLE):
             inst.__setstate__(state)
         elif not isinstance(inst, dict):  # a dict's state (e.g. an OrderedDict's _metadata) is dropped
@@ -115,25 +183,25 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode 
 
     def load_append(self) -> None:  # APPEND / APPENDS / SETITEM(S) / ADDITEMS only touch real containers
         value = self.stack.pop()
-        self._target(list).append(value)
+        self._deepen(self._target(list), (value,)).append(value)
 
     def load_appends(self) -> None:
         items = self.pop_mark()
-        self._target(list).extend(items)
+        self._deepen(self._target(list), items).extend(items)
 
     def load_setitem(self) -> None:
         value, key = self.stack.pop(), self.stack.pop()
-        self._target(dict)[key] = value
+        self._deepen(self._target(dict), (key, value))[key] = value
 
     def load_setitems(self) -> None:
         items = self.pop_mark()
-        target = self._target(dict)
+        target = self._deepen(self._target(dict), items)
         for i in range(0, len(items) - 1, 2):
             target[items[i]] = items[i + 1]
 
     def load_additems(self) -> None:
         items = self.pop_mark()
-        self._target(set).update(items)
+        self._deepen(self._target(set), items).update(items)
 
     def load_ext(self) -> None:
         raise UnsafeWeightsError(f"{self.archive.path}: refused a copyreg extension-code global; nothing was executed")
@@ -147,14 +215,36 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode 
     dispatch[pickle.SETITEM[0]] = load_setitem
     dispatch[pickle.SETITEMS[0]] = load_setitems
     dispatch[pickle.ADDITEMS[0]] = load_additems
+    dispatch[pickle.TUPLE[0]] = load_tuple
+    dispatch[pickle.TUPLE1[0]] = load_tuple1
+    dispatch[pickle.TUPLE2[0]] = load_tuple2
+    dispatch[pickle.TUPLE3[0]] = load_tuple3
+    dispatch[pickle.LIST[0]] = load_list
+    dispatch[pickle.DICT[0]] = load_dict
+    dispatch[pickle.FROZENSET[0]] = load_frozenset
     for _op in (pickle.EXT1, pickle.EXT2, pickle.EXT4):
         dispatch[_op[0]] = load_ext
 
 
-def load_archive_pickle(archive: TorchArchive) -> Any:
-    """Unpickle ``data.pkl`` with the restricted unpickler; structural problems become a ``WeightsError``."""
+def _size(value: Any) -> int:
+    """What copying ``value`` costs, in units of one reference or byte (containers, strings and bytes: length)."""
+    return len(value) if isinstance(value, (*_CONTAINERS, str, bytes, bytearray)) else 1
+
+
+def _items(container: Any) -> Any:
+    """The members of a container whose depths bound its own (a dict's keys and values)."""
+    if isinstance(container, dict):
+        return [*container.keys(), *container.values()]
+    return container
+
+
+def load_archive_pickle(archive: TorchArchive, only: Callable[[str, str], bool] | None = None) -> Any:
+    """Unpickle ``data.pkl`` with the restricted unpickler; structural problems become a ``WeightsError``.
+
+    ``only(module, name)``: a narrower allow-list (e.g. the globals a native ``.pt`` may hold); others are refused.
+    """
     try:
-        return _Unpickler(archive).load()
+        return _Unpickler(archive, only).load()
     except WeightsError:
         raise
     except (_Malformed, pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
@@ -292,8 +382,10 @@ def to_plain(obj: Any, _state: list[int] | None = None, _depth: int = 0) -> Any:
     """Unpickled values -> plain JSON types: records become dicts/strings, tensors and arrays lists, paths strings."""
     state = [MAX_PLAIN_NODES] if _state is None else _state
     state[0] -= 1
-    if state[0] < 0 or _depth > 100:
+    if state[0] < 0 or _depth > MAX_NESTING:
         raise WeightsError("checkpoint metadata is too large or too deeply nested to convert (possible pickle bomb)")
+    if isinstance(obj, int) and not isinstance(obj, bool) and obj.bit_length() > 64:
+        return f"<int of {obj.bit_length()} bits>"  # no JSON reader or printer of the metadata chokes on it
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     if isinstance(obj, dict):
@@ -303,11 +395,14 @@ def to_plain(obj: Any, _state: list[int] | None = None, _depth: int = 0) -> Any:
     if isinstance(obj, NamespaceRecord):
         return to_plain(obj.values, state, _depth + 1)
     if isinstance(obj, _NdArray):
-        return to_plain(obj.value.tolist() if isinstance(obj.value, np.ndarray) else obj.value, state, _depth + 1)
+        value = obj.value
+        if isinstance(value, np.ndarray) and value.size > MAX_PLAIN_ELEMENTS:
+            return f"<array {list(value.shape)} {value.dtype}>"  # checked before tolist() allocates
+        return to_plain(value.tolist() if isinstance(value, np.ndarray) else value, state, _depth + 1)
     if isinstance(obj, torch.Tensor):
-        return obj.tolist() if obj.numel() <= 4096 else f"<tensor {list(obj.shape)} {obj.dtype}>"
+        return obj.tolist() if obj.numel() <= MAX_PLAIN_ELEMENTS else f"<tensor {list(obj.shape)} {obj.dtype}>"
     if isinstance(obj, (bytes, bytearray)):
-        return obj.hex() if len(obj) <= 4096 else f"<{len(obj)} bytes>"
+        return obj.hex() if len(obj) <= MAX_PLAIN_ELEMENTS else f"<{len(obj)} bytes>"
     if isinstance(obj, complex):
         return [obj.real, obj.imag]
     if isinstance(obj, ModuleRecord):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yolokit.errors import UnsafeWeightsError, WeightsError
+from yolokit.models.spec_limits import MAX_CLASSES
 from yolokit.weights._foreign_pickle import (
     GlobalRef,
     ModuleRecord,
@@ -37,6 +38,7 @@ __all__ = [
     "read_reference", "read_ultralytics", "scan_globals",
 ]  # fmt: skip
 logger = logging.getLogger(__name__)
+MAX_RECORD_VISITS = 100_000  # module-record visits while flattening (a YOLO model has a few hundred records)
 
 _TASK_MODELS = {
     "DetectionModel": "detect", "YOLOv10DetectionModel": "detect", "SegmentationModel": "segment",
@@ -167,22 +169,35 @@ def flatten_state_dict(model: ModuleRecord, path: str | Path, float32: bool = Tr
     import torch
 
     raw: dict[str, Any] = {}
-    _collect(model, "", raw, [], path)
-    budget, out = available_memory(), {}
+    _collect(model, "", raw, [], path, [MAX_RECORD_VISITS])
+    budget, out, copies = available_memory(), {}, {}
     for name, tensor in raw.items():
         if not isinstance(tensor, torch.Tensor):
             raise WeightsError(f"{path}: state entry '{name}' is a {type(tensor).__name__}, expected a tensor")
+        if id(tensor) in copies:  # a shared module's tensor under a second name: the same copy, no new memory
+            out[name] = copies[id(tensor)][1]
+            continue
         dtype = torch.float32 if float32 and tensor.is_floating_point() else tensor.dtype
         budget -= tensor.numel() * dtype.itemsize
         if budget < 0:
-            raise WeightsError(f"{path}: tensors need more memory than this machine has (at '{name}'); refused")
+            raise WeightsError(f"{path}: tensors need more memory than this process may allocate (at '{name}'); "
+                               "refused")  # fmt: skip
         out[name] = tensor.to(dtype).contiguous() if dtype != tensor.dtype else tensor.contiguous().clone()
+        copies[id(tensor)] = (tensor, out[name])
     if not out:
         raise WeightsError(f"{path}: the model holds no parameters or buffers; expected a trained reference model")
     return out
 
 
-def _collect(record: ModuleRecord, prefix: str, out: dict[str, Any], ancestors: list[int], path: str | Path) -> None:
+def _collect(record: ModuleRecord, prefix: str, out: dict[str, Any], ancestors: list[int], path: str | Path,
+             visits: list[int]) -> None:  # fmt: skip
+    """Walk the record tree like ``nn.Module.state_dict`` (a shared submodule under each of its names), refusing
+    cycles, depth > 64 and more than ``MAX_RECORD_VISITS`` visits (records sharing children form a DAG whose paths
+    multiply: 40 levels of two references to one child are 2^40 paths)."""
+    visits[0] -= 1
+    if visits[0] < 0:
+        raise WeightsError(f"{path}: the module records reach each other along more than {MAX_RECORD_VISITS} paths "
+                           "(shared submodules nested as a graph); refused (corrupt or malicious file)")  # fmt: skip
     if id(record) in ancestors or len(ancestors) > 64:
         raise WeightsError(f"{path}: module tree at '{prefix or 'model'}' is cyclic or deeper than 64 levels")
     for name, value in record.parameters.items():
@@ -196,7 +211,7 @@ def _collect(record: ModuleRecord, prefix: str, out: dict[str, Any], ancestors: 
             continue
         if not isinstance(child, ModuleRecord):
             raise WeightsError(f"{path}: submodule '{prefix}{name}' is a {type(child).__name__}, expected a module")
-        _collect(child, f"{prefix}{name}.", out, [*ancestors, id(record)], path)
+        _collect(child, f"{prefix}{name}.", out, [*ancestors, id(record)], path, visits)
 
 
 def _names(model: ModuleRecord, nc: Any) -> dict[int, str] | None:
@@ -205,7 +220,11 @@ def _names(model: ModuleRecord, nc: Any) -> dict[int, str] | None:
         return {i: str(v) for i, v in enumerate(names)}
     if isinstance(names, dict):
         return {int(k): str(v) for k, v in names.items()}
-    return {i: f"class{i}" for i in range(nc)} if isinstance(nc, int) else None
+    if not isinstance(nc, int) or isinstance(nc, bool):
+        return None
+    if not 0 < nc <= MAX_CLASSES:  # checked before range(nc): a declared count alone must not allocate
+        raise WeightsError(f"the checkpoint declares nc={nc} without names; expected 1..{MAX_CLASSES} classes")
+    return {i: f"class{i}" for i in range(nc)}
 
 
 def _imgsz(train_args: Any) -> int | list[int]:

@@ -187,12 +187,9 @@ def _probe_archive(path: Path, handle: BinaryIO, size: int) -> OpenedWeights:
 
 def _is_native_global(ref: Any) -> bool:
     """The globals a native ``.pt`` may reference: torch's tensor rebuild + storage types, and OrderedDict."""
-    module, name = ref.module, ref.name
-    if module == "collections":
-        return name == "OrderedDict"
-    if module == "torch._utils":
-        return name.startswith("_rebuild_")
-    return module == "torch" and name.endswith("Storage")
+    from yolokit.weights._native_read import is_native_global
+
+    return is_native_global(ref.module, ref.name)
 
 
 def unknown_format(path: Path, found: str) -> WeightsError:

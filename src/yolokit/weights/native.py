@@ -6,8 +6,9 @@ then the raw little-endian tensor buffer, which the offsets must cover exactly w
 metadata key JSON-encoded as a string (``"names": "{\\"0\\": \\"person\\"}"``) plus the marker ``yolokit_format``.
 
 Native ``.pt``: ``torch.save({"yolokit_format": 1, "yolokit": {"format_version": 1}, "metadata": {...},
-"state_dict": {name: Tensor}})`` holding only tensors and plain types, so ``torch.load(weights_only=True)`` reads it
-and the pickle references only torch's tensor-rebuild globals and ``collections.OrderedDict``.
+"state_dict": {name: Tensor}})`` holding only tensors and plain types: the pickle references only torch's
+tensor-rebuild globals and ``collections.OrderedDict``, so ``torch.load(weights_only=True)`` can read it; yolokit
+itself reads it with its restricted unpickler limited to those globals (``_native_read``), the guarded path.
 
 dtypes: ``half=True`` stores floating tensors as fp16, otherwise fp32; integer buffers (``num_batches_tracked``,
 int64) are kept as they are. Readers return tensors in the **stored** dtype so round trips are bit-exact; loading
@@ -56,7 +57,7 @@ def prepare_state_dict(state_dict: dict[str, torch.Tensor], half: bool = False) 
 
 
 # --- safetensors ---------------------------------------------------------------------------------------------------
-def _header_error(path: Path, message: str) -> WeightsError:
+def header_error(path: Path, message: str) -> WeightsError:
     return WeightsError(f"{path}: not a valid safetensors file: {message}; {_REDO}")
 
 
@@ -71,22 +72,22 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_tensor_entry(path: Path, name: str, entry: Any) -> tuple[int, int]:
     """Validate one header entry; returns its ``(begin, end)`` byte offsets."""
     if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-        raise _header_error(path, f"tensor '{name}' needs dtype, shape and data_offsets, found {entry!r}"[:300])
+        raise header_error(path, f"tensor '{name}' needs dtype, shape and data_offsets, found {entry!r}"[:300])
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if dtype not in DTYPE_SIZES:
-        raise _header_error(path, f"tensor '{name}' has unknown dtype {dtype!r} (known: {', '.join(DTYPE_SIZES)})")
+        raise header_error(path, f"tensor '{name}' has unknown dtype {dtype!r} (known: {', '.join(DTYPE_SIZES)})")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise _header_error(path, f"tensor '{name}' has invalid shape {shape!r}")
+        raise header_error(path, f"tensor '{name}' has invalid shape {shape!r}")
     if (
         not isinstance(offsets, list)
         or len(offsets) != 2
         or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
         or not 0 <= offsets[0] <= offsets[1]
     ):
-        raise _header_error(path, f"tensor '{name}' has invalid data_offsets {offsets!r}")
+        raise header_error(path, f"tensor '{name}' has invalid data_offsets {offsets!r}")
     expected = math.prod(shape) * DTYPE_SIZES[dtype]
     if offsets[1] - offsets[0] != expected:
-        raise _header_error(
+        raise header_error(
             path,
             f"tensor '{name}' ({dtype} {shape}) needs {expected} bytes, its offsets {offsets} span "
             f"{offsets[1] - offsets[0]}",
@@ -100,42 +101,50 @@ def _check_coverage(path: Path, spans: list[tuple[int, int, str]], buffer_size: 
     for begin, end, name in sorted(spans):
         if begin != position:
             what = "overlaps the previous tensor" if begin < position else f"leaves a gap at byte {position}"
-            raise _header_error(path, f"tensor '{name}' at offsets [{begin}, {end}] {what}")
+            raise header_error(path, f"tensor '{name}' at offsets [{begin}, {end}] {what}")
         position = end
     if position > buffer_size:
-        raise _header_error(path, f"file is truncated: tensors need {position} data bytes, found {buffer_size}")
+        raise header_error(path, f"file is truncated: tensors need {position} data bytes, found {buffer_size}")
     if position < buffer_size:
-        raise _header_error(path, f"{buffer_size - position} trailing bytes are not covered by any tensor")
+        raise header_error(path, f"{buffer_size - position} trailing bytes are not covered by any tensor")
 
 
 def parse_safetensors_header(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate the header of safetensors ``data`` (the whole file).
 
     Returns ``(tensor_entries, raw_metadata)``. Raises ``WeightsError`` naming ``path`` for a header length over
-    100 MB or over the file size, a header not starting with ``{``, invalid JSON or duplicate keys, unknown dtypes,
-    and offsets that are out of range, overlapping or not covering the buffer (truncated file).
+    100 MB or over the file size, a header not starting with ``{``, invalid or over-deep JSON or duplicate keys,
+    unknown dtypes, and offsets that are out of range, overlapping or not covering the buffer (truncated file).
     """
     if len(data) < 8:
-        raise _header_error(path, f"file has {len(data)} bytes, fewer than the 8-byte header length")
+        raise header_error(path, f"file has {len(data)} bytes, fewer than the 8-byte header length")
     (header_len,) = struct.unpack("<Q", data[:8])
     if header_len > MAX_HEADER_BYTES:
-        raise _header_error(path, f"header length {header_len} bytes exceeds the 100 MB limit")
+        raise header_error(path, f"header length {header_len} bytes exceeds the 100 MB limit")
     if header_len > len(data) - 8:
-        raise _header_error(path, f"header length {header_len} exceeds the file size ({len(data)} bytes)")
-    header_bytes = data[8 : 8 + header_len]
+        raise header_error(path, f"header length {header_len} exceeds the file size ({len(data)} bytes)")
+    return parse_header_json(path, data[8 : 8 + header_len], len(data) - 8 - header_len)
+
+
+def parse_header_json(path: Path, header_bytes: bytes, buffer_size: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """Validate the header JSON of a safetensors file whose tensor buffer holds ``buffer_size`` bytes."""
+    from yolokit.weights._native_read import json_depth_exceeds
+
     if not header_bytes.startswith(b"{"):
-        raise _header_error(path, f"header must start with '{{', found {header_bytes[:8]!r}")
+        raise header_error(path, f"header must start with '{{', found {header_bytes[:8]!r}")
     try:
         header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_reject_duplicates)
+    except RecursionError:
+        raise header_error(path, "header JSON is nested too deeply") from None
     except (UnicodeDecodeError, ValueError) as exc:
-        raise _header_error(path, f"header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise _header_error(path, "header must be a JSON object")
+        raise header_error(path, f"header is not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(header, dict) or json_depth_exceeds(header, 3):
+        raise header_error(path, "header must be a JSON object of {name: {dtype, shape, data_offsets}}")
     raw_meta = header.pop("__metadata__", None) or {}
     if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
-        raise _header_error(path, "'__metadata__' must map strings to strings")
+        raise header_error(path, "'__metadata__' must map strings to strings")
     spans = [(*_check_tensor_entry(path, name, entry), name) for name, entry in header.items()]
-    _check_coverage(path, spans, len(data) - 8 - header_len)
+    _check_coverage(path, spans, buffer_size)
     return header, raw_meta
 
 
@@ -143,12 +152,9 @@ def decode_safetensors_metadata(path: Path, raw_meta: dict[str, str]) -> dict[st
     """JSON-decode yolokit's ``__metadata__`` values; ``None`` when the file carries no yolokit marker."""
     if MARKER not in raw_meta:
         return None
-    decoded: dict[str, Any] = {}
-    for key, value in raw_meta.items():
-        try:
-            decoded[key] = json.loads(value)
-        except ValueError as exc:
-            raise WeightsError(f"{path}: metadata key '{key}' is not valid JSON ({exc}); {_REDO}") from exc
+    from yolokit.weights._native_read import loads_json
+
+    decoded = {key: loads_json(value, f"metadata key '{key}'", path) for key, value in raw_meta.items()}
     decoded.pop(MARKER)
     return decoded
 
@@ -159,21 +165,31 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     The metadata is ``None`` for a safetensors file not written by yolokit (no ``yolokit_format`` marker).
     """
     path = Path(path)
-    return parse_safetensors(path, path.read_bytes())
+    with open(path, "rb") as handle:
+        state_dict, raw_meta, _ = load_safetensors_handle(path, handle)
+    return state_dict, raw_meta
 
 
 def parse_safetensors(path: Path, data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:
     """``read_safetensors`` on the file's bytes already read (``path`` names the file in errors)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load as load_safetensors
+    import io
 
-    entries, raw_meta = parse_safetensors_header(path, data)
-    try:
-        loaded = load_safetensors(data)
-    except SafetensorError as exc:
-        raise WeightsError(f"{path}: safetensors could not read the tensors ({exc}); {_REDO}") from exc
-    state_dict = {name: loaded[name] for name in entries}  # the order the header lists them in
-    return state_dict, decode_safetensors_metadata(path, raw_meta)
+    state_dict, raw_meta, _ = load_safetensors_handle(path, io.BytesIO(data), len(data))
+    return state_dict, raw_meta
+
+
+def load_safetensors_handle(
+    path: Path, handle: BinaryIO, size: int | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, str]:
+    """``(state_dict in header order, decoded metadata or None, sha256)`` read from an open file, tensor by tensor
+    (never the whole file at once; the declared bytes are checked against the memory available first)."""
+    import os
+
+    from yolokit.weights._native_read import read_safetensors_handle
+
+    size = os.fstat(handle.fileno()).st_size if size is None else size
+    state_dict, raw_meta, digest = read_safetensors_handle(path, handle, size)
+    return state_dict, decode_safetensors_metadata(path, raw_meta), digest
 
 
 _TORCH_TO_SAFETENSORS = {
@@ -251,17 +267,23 @@ def read_native_pt(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str,
 
 
 def load_native_pt(path: Path, handle: BinaryIO) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """``read_native_pt`` from the file already open in binary mode (read from its start; ``path`` for errors)."""
-    import pickle
+    """``read_native_pt`` from the file already open in binary mode (read from its start; ``path`` for errors).
 
+    Read by yolokit's restricted unpickler limited to the globals a native ``.pt`` holds (not ``torch.load``)."""
+    from yolokit.weights._foreign_archive import TorchArchive
+
+    with TorchArchive(path, handle=handle) as archive:
+        return load_native_archive(archive)
+
+
+def load_native_archive(archive: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """``read_native_pt`` on a torch archive already open (``formats.open_weights``)."""
     import torch
 
-    try:
-        handle.seek(0)
-        payload = torch.load(handle, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: cannot read the yolokit .pt archive ({reason[:200]}); {_REDO}") from exc
+    from yolokit.weights._foreign_pickle import to_plain
+    from yolokit.weights._native_read import read_native_archive
+
+    path, payload = archive.path, read_native_archive(archive)
     if not isinstance(payload, dict) or MARKER not in payload:
         raise WeightsError(f"{path}: expected a yolokit .pt (a dict with '{MARKER}'), found another torch pickle")
     state_dict, metadata = payload.get("state_dict"), payload.get("metadata")
@@ -269,7 +291,8 @@ def load_native_pt(path: Path, handle: BinaryIO) -> tuple[dict[str, torch.Tensor
         raise WeightsError(f"{path}: 'state_dict' must map names to tensors; {_REDO}")
     if not isinstance(metadata, dict):
         raise WeightsError(f"{path}: 'metadata' must be a dict, found {type(metadata).__name__}; {_REDO}")
-    return dict(state_dict), metadata
+    tensors = {str(k): v if v.is_contiguous() else v.contiguous() for k, v in state_dict.items()}
+    return tensors, to_plain(metadata)
 
 
 # --- fitting tensors to a model ------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``read_weights``: any supported weights file (ONNX excepted) -> ``WeightsFile``, the file opened once.
 
 One reader per format works on the ``OpenedWeights`` that detected it: safetensors from the bytes read once (its
-sha256 taken from the same bytes); a yolokit ``.pt`` with ``torch.load(weights_only=True)`` on the open handle; a
+sha256 taken from the same bytes, tensor by tensor); a yolokit ``.pt`` with the restricted unpickler limited to
+torch's tensor globals (the guarded path of reference checkpoints, never ``torch.load``); a
 reference or YOLOv5 ``.pt`` with the restricted unpickler on the archive already open, reusing the opcode walk of
 detection.
 Tensors keep their **stored** dtype (fp16 stays fp16) and their names lose the wrapper prefixes ``module.`` /
@@ -77,9 +78,10 @@ def _read_tensors(source: OpenedWeights) -> tuple[dict[str, torch.Tensor], dict[
     from yolokit.weights import native
 
     if source.format == "safetensors":
-        return native.parse_safetensors(source.path, source.read_bytes())
-    if source.format == "yolokit-pt":
-        return native.load_native_pt(source.path, source.handle)
+        state_dict, metadata, source._sha256 = native.load_safetensors_handle(source.path, source.handle, source.size)
+        return state_dict, metadata
+    if source.format == "yolokit-pt" and source.archive is not None:
+        return native.load_native_archive(source.archive)
     if source.format == "ultralytics-pt" and source.archive is not None:
         from yolokit.weights.foreign import read_reference
 

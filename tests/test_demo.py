@@ -61,6 +61,32 @@ def test_quick_demo_prints_the_summary_it_wrote_and_leaves_the_users_registry_al
 
 
 @pytest.mark.slow
+def test_quick_demo_prints_each_steps_seconds_and_the_measured_numbers_where_they_happen(quick_demo):
+    from yolokit.registry import Registry
+    from yolokit.registry.report import format_diff, format_lineage
+
+    out, summary, stdout, _ = quick_demo
+    steps = summary["step_seconds"]
+    assert sorted(steps) == [str(k) for k in range(1, 7)]
+    for k, took in steps.items():  # each step ends with its own seconds, the ones summary.json keeps
+        assert f"[{k}/7] done: {took['wall']:.1f} s wall, {took['cpu']:.1f} s CPU" in stdout
+        assert took["wall"] >= 0 and took["cpu"] >= 0
+    assert sum(took["wall"] for took in steps.values()) <= summary["time"]["wall_s"] + 0.1 * len(steps)
+    for key in ("load_average_start", "load_average"):
+        assert len(summary["time"][key].split()) == 3 and all(float(x) >= 0 for x in summary["time"][key].split())
+    for name, run in (("random-a", summary["random_a"]), ("trained-a", summary["train_a"]),
+                      ("finetune-b", summary["fine_tune_b"]), ("scratch-b", summary["scratch_b"])):
+        assert f"val {name} on {name[-1].upper()}: mAP50-95 {run['map']:.4f}, mAP50 {run['map50']:.4f}" in stdout
+    ft, sc = summary["fine_tune_b"], summary["scratch_b"]
+    assert (f"mAP50-95 {ft['map']:.4f} fine-tuned from demo-a:1 ({ft['transferred']}/{ft['tensors']} tensors "
+            f"transferred), {sc['map']:.4f} from random weights") in stdout
+    reg = Registry(out / "registry")  # nothing changes the registry after step 6 prints the tree and the diff
+    assert format_lineage(reg.lineage("demo-b:1")) in stdout
+    assert format_diff(reg.diff("demo-a:1", "demo-b:1")) in stdout
+    assert f"demo-b@production = {summary['production']['version']}" in stdout
+
+
+@pytest.mark.slow
 def test_quick_demo_datasets_and_every_map_come_from_their_val_runs(quick_demo):
     import yaml
 

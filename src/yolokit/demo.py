@@ -61,7 +61,7 @@ class DemoSizes:
     latency_rounds: int
 
 
-FULL = DemoSizes(imgsz=160, train_a=160, train_b=64, val=32, epochs_a=20, epochs_b=8, batch=16, lr0=0.004,
+FULL = DemoSizes(imgsz=160, train_a=160, train_b=64, val=32, epochs_a=24, epochs_b=8, batch=8, lr0=0.004,
                  calib=64, predict=4, latency_rounds=20)
 QUICK = DemoSizes(imgsz=64, train_a=8, train_b=8, val=4, epochs_a=1, epochs_b=1, batch=8, lr0=0.004,
                   calib=4, predict=2, latency_rounds=3)
@@ -98,6 +98,11 @@ def _cpu_seconds() -> float:
     """CPU time (user + system) of this process and its finished children."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _load_average() -> str:
+    """The machine's 1/5/15-minute load averages as text (``"0.12 0.30 0.41"``): how busy the cores were."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 @contextmanager
@@ -153,14 +158,16 @@ class _Walk:
         self.summary: dict[str, Any] = {"quick": quick, "sizes": asdict(sizes), "out": str(self.out),
                                         "registry": str(self.registry_path), "production_rule": PRODUCTION_RULE}
         self.started = self.last = (time.perf_counter(), _cpu_seconds())
+        self.load_start = _load_average()
         self.data: dict[str, Path] = {}
 
     def _step(self, number: int, text: str) -> None:
-        """Log the step's title; record the wall and CPU seconds the previous step took."""
+        """Record and log the wall and CPU seconds the previous step took, then log this step's title."""
         now = (time.perf_counter(), _cpu_seconds())
         if number > 1:
-            self.summary.setdefault("step_seconds", {})[str(number - 1)] = {
-                "wall": round(now[0] - self.last[0], 1), "cpu": round(now[1] - self.last[1], 1)}
+            took = {"wall": round(now[0] - self.last[0], 1), "cpu": round(now[1] - self.last[1], 1)}
+            self.summary.setdefault("step_seconds", {})[str(number - 1)] = took
+            logger.info("[%d/7] done: %.1f s wall, %.1f s CPU", number - 1, took["wall"], took["cpu"])
         self.last = now
         logger.info("\n[%d/7] %s", number, text)
 
@@ -173,8 +180,10 @@ class _Walk:
     def _val(self, model: Any, dataset: str, name: str) -> dict[str, Any]:
         """One val run on ``dataset``'s val split -> ``{map, map50, metrics}`` (``metrics``: its metrics.json)."""
         metrics = model.val(data=str(self.data[dataset]), imgsz=self.sizes.imgsz, batch=self.sizes.batch,
-                            project=str(self.out / "val"), name=name, exist_ok=True, plots=False)
-        return {"map": metrics.map, "map50": metrics.map50, "metrics": str(Path(metrics.save_dir) / "metrics.json")}
+                            project=str(self.out / "val"), name=name, exist_ok=True, plots=False, verbose=False)
+        path = Path(metrics.save_dir) / "metrics.json"
+        logger.info("val %s on %s: mAP50-95 %.4f, mAP50 %.4f (%s)", name, dataset, metrics.map, metrics.map50, path)
+        return {"map": metrics.map, "map50": metrics.map50, "metrics": str(path)}
 
     # --- steps ------------------------------------------------------------------------------------------------
     def datasets(self) -> None:
@@ -245,6 +254,8 @@ class _Walk:
         self.tuned = tuned
 
     def export_b(self) -> None:
+        from yolokit.model import YOLO
+
         s, folder = self.sizes, self.out / "export"
         self._step(5, "export demo-b:1 to ONNX FP32 and INT8, register both, measure, choose production")
         common = {"format": "onnx", "imgsz": s.imgsz, "data": str(self.data["B"]), "register": "demo-b",
@@ -257,8 +268,7 @@ class _Walk:
         rows = []
         for (fmt, path), ms in zip(files, latency, strict=True):
             version = self._version_of(path)
-            measured = self.summary["fine_tune_b"] if fmt == "pytorch-fp32" else \
-                self._val(_load(path), "B", f"{fmt}-b")
+            measured = self.summary["fine_tune_b"] if fmt == "pytorch-fp32" else self._val(YOLO(path), "B", f"{fmt}-b")
             rows.append({"format": fmt, "version": version.ref, "file": str(path), "size_bytes": path.stat().st_size,
                          "latency_ms": ms, "map": measured["map"], "map50": measured["map50"],
                          "metrics": measured["metrics"], "parent": version.parent, "relation": version.relation})
@@ -273,8 +283,7 @@ class _Walk:
     def _version_of(self, path: Path) -> Any:
         from yolokit.utils.io import sha256_file
 
-        digest = sha256_file(path)
-        return next(v for v in self.registry.find_sha256(digest) if v.name == "demo-b")
+        return next(v for v in self.registry.find_sha256(sha256_file(path)) if v.name == "demo-b")
 
     def _latency(self, paths: list[Path]) -> list[float]:
         """Median ms of one batch-1 forward pass of each file, all timed together, interleaved (paired)."""
@@ -321,17 +330,12 @@ class _Walk:
 
         self._step(7, "summary")
         wall, cpu = time.perf_counter() - self.started[0], _cpu_seconds() - self.started[1]
-        self.summary["time"] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1)}
+        self.summary["time"] = {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+                                "load_average": _load_average(), "load_average_start": self.load_start}
         self.summary["paths"] = _paths(self.out)
         atomic_write_json(self.out / "summary.json", self.summary)
         logger.info("%s", format_summary(self.summary))
         return self.summary
-
-
-def _load(path: Path) -> Any:
-    from yolokit.model import YOLO
-
-    return YOLO(str(path))
 
 
 def _descendants(lineage: Any) -> list[Any]:
@@ -344,30 +348,36 @@ def _descendants(lineage: Any) -> list[Any]:
     return found
 
 
-def _picture(results: list[Any], path: Path, columns: int = 2) -> Path:
-    """The annotated predictions side by side in one small PNG (2x nearest-neighbour upscale, 64-colour palette)."""
+def _picture(results: list[Any], path: Path, columns: int = 2, scale: int = 2) -> Path:
+    """The predictions on one small PNG sheet: each image enlarged ``scale`` x (nearest neighbour) and its boxes
+    drawn at that size (thinner lines and text than on the small original), 64-colour palette."""
+    import cv2
     import numpy as np
     from PIL import Image
 
-    tiles = [r.plot()[:, :, ::-1] for r in results]  # BGR -> RGB
+    from yolokit.predict.draw import draw_boxes
+
+    tiles = []
+    for r in results:
+        tile = cv2.resize(r.orig_img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        data = r.boxes.data
+        tiles.append(draw_boxes(tile, r.boxes.xyxy * scale, data[:, -1], data[:, -2], r.names)[:, :, ::-1])
     h, w = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
-    rows = -(-len(tiles) // columns)
-    sheet = np.full((rows * h, min(columns, len(tiles)) * w, 3), 255, np.uint8)
+    sheet = np.full((-(-len(tiles) // columns) * h, min(columns, len(tiles)) * w, 3), 255, np.uint8)
     for i, tile in enumerate(tiles):
         y, x = (i // columns) * h, (i % columns) * w
         sheet[y: y + tile.shape[0], x: x + tile.shape[1]] = tile
-    image = Image.fromarray(sheet).resize((sheet.shape[1] * 2, sheet.shape[0] * 2), Image.NEAREST)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.quantize(colors=64, dither=Image.Dither.NONE).save(path, optimize=True)
+    Image.fromarray(sheet).quantize(colors=64, dither=Image.Dither.NONE).save(path, optimize=True)
     return path
 
 
 def _paths(out: Path) -> dict[str, str]:
     """What the demo wrote, by kind (``out``-relative folders and files)."""
-    return {"datasets": str(out / "data"), "training runs": str(out / "runs"), "validation runs": str(out / "val"),
-            "exported files": str(out / "export"), "registry": str(out / "registry"),
-            "predictions": str(out / "predict"), "picture": str(out / "demo-prediction.png"),
-            "summary": str(out / "summary.json")}
+    kinds = {"datasets": "data", "training runs": "runs", "validation runs": "val", "exported files": "export",
+             "registry": "registry", "predictions": "predict", "picture": "demo-prediction.png",
+             "summary": "summary.json"}
+    return {kind: str(out / name) for kind, name in kinds.items()}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -391,7 +401,11 @@ def format_summary(summary: dict[str, Any]) -> str:
               f"  {p['model']} ({p['version']}): {p['boxes']} boxes on {p['images']} images",
               f"  weights {d['a']} -> {d['b']}: {d['changed']}/{d['tensors']} tensors changed, relative L2 "
               f"{d['rel_l2']:.3f}; moved most: {movers}",
-              f"  time: {summary['time']['wall_s']:.0f} s wall, {summary['time']['cpu_s']:.0f} s CPU",
+              "  seconds per step (wall / CPU): " + "  ".join(
+                  f"[{k}] {v['wall']:.0f}/{v['cpu']:.0f}" for k, v in summary["step_seconds"].items()),
+              f"  time: {summary['time']['wall_s']:.0f} s wall, {summary['time']['cpu_s']:.0f} s CPU "
+              f"(load average {summary['time']['load_average_start']} at the start, "
+              f"{summary['time']['load_average']} at the end)",
               "Written:"]
     lines += [f"  {kind:<16} {path}" for kind, path in summary["paths"].items()]
     return "\n".join(lines)

@@ -83,7 +83,7 @@ def fetch_url(url: str, *, timeout: float = 10.0, max_bytes: int = 50 * 2**20) -
 
     Args:
         url: an ``http://`` or ``https://`` URL.
-        timeout: seconds allowed for the connection and for each read.
+        timeout: seconds allowed for the whole transfer (connection, headers and body).
         max_bytes: largest body accepted; refused up front when ``Content-Length`` is larger, and reading stops as
             soon as the body grows past it.
 

@@ -102,7 +102,8 @@ def _record(mod: nn.Module, cache: dict, half: bool, anchor_grid: bool) -> objec
 
 def write_v5_checkpoint(model: nn.Module, path: pathlib.Path, yaml: dict, *, model_class: str = "Model",
                         names_as_list: bool = True, anchor_grid: bool = False, half: bool = True,
-                        ema: nn.Module | None = None, extra: dict | None = None) -> pathlib.Path:
+                        ema: nn.Module | None = None, extra: dict | None = None,
+                        model_attrs: dict | None = None) -> pathlib.Path:
     """A yolov5-repository-style ``.pt``: ``{epoch, model, ema, optimizer, date, ...}`` with the model pickled as
     records (``models.yolo.<model_class>`` -> ``nn.Sequential`` of ``models.common`` layers -> ``Detect``)."""
 
@@ -111,7 +112,7 @@ def write_v5_checkpoint(model: nn.Module, path: pathlib.Path, yaml: dict, *, mod
         names = [m.names[i] for i in range(m.nc)] if names_as_list else dict(m.names)
         return module("models.yolo", model_class, children={"model": seq}, yaml=yaml, yaml_file="yolov5t.yaml",
                       names=names, nc=m.nc, stride=m.stride.clone(), save=sorted(m._saved), inplace=True,
-                      hyp={"box": 0.05, "anchor_t": 4.0})
+                      **{"hyp": {"box": 0.05, "anchor_t": 4.0}, **(model_attrs or {})})
 
     ckpt = {"epoch": -1, "best_fitness": None, "model": whole(model), "ema": None if ema is None else whole(ema),
             "updates": None, "optimizer": None, "date": "2021-04-12T10:00:00", **(extra or {})}
@@ -143,15 +144,17 @@ def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, int] = (96, 64))
 
 @pytest.mark.parametrize(("release", "model_class", "expected"), [
     ("v6", "Model", "v6.0-v6.1"), ("v6", "DetectionModel", "v6.2-v7.0"), ("v5", "Model", "v4.0-v5.0"),
-    ("v3", "Model", "v1.0-v3.0"),
+    ("v3", "Model", "v1.0-v3.0"), ("v3.1", "Model", "v3.1"),
 ])
 def test_synthetic_checkpoints_round_trip(tmp_path: pathlib.Path, release: str, model_class: str,
                                           expected: str) -> None:
-    spec = tiny_spec(release)
+    spec = tiny_spec(release[:2])
     if release == "v3":
         spec["activation"] = "LeakyReLU(0.1)"
+    elif release == "v3.1":  # Hardswish in Conv, BottleneckCSP's own activation still LeakyReLU(0.1)
+        spec.update(activation="Hardswish", csp_activation="LeakyReLU(0.1)")
     source = source_model(spec, names={0: "cat", 1: "dog", 2: "bird"})
-    yaml = {k: v for k, v in spec.items() if k not in ("activation",)}
+    yaml = {k: v for k, v in spec.items() if k not in ("activation", "csp_activation")}
     path = write_v5_checkpoint(source, tmp_path / f"{release}.pt", yaml, model_class=model_class,
                                names_as_list=release != "v6", anchor_grid=release != "v6")
     assert detect_format(path) == "yolov5-pt"
@@ -161,7 +164,9 @@ def test_synthetic_checkpoints_round_trip(tmp_path: pathlib.Path, release: str, 
     meta = weights.metadata
     assert meta["names"] == {0: "cat", 1: "dog", 2: "bird"} and meta["stride"] == [8, 16]
     assert meta["provenance"]["source"] == "yolov5" and meta["provenance"]["release"] == expected
-    assert meta["spec"]["activation"] == ("LeakyReLU(0.1)" if release == "v3" else "SiLU")
+    assert meta["spec"]["activation"] == spec.get("activation", "SiLU")
+    if release.startswith("v3"):
+        assert meta["spec"]["csp_activation"] == "LeakyReLU(0.1)"
     loaded = load_model(path)
     assert type(loaded).__name__ == "YOLOv5Model" and loaded.names == source.names
     _same_outputs(source, loaded)
@@ -200,6 +205,52 @@ def test_ema_entry_is_preferred_and_shared_activation_kept(tmp_path: pathlib.Pat
     _same_outputs(ema, loaded)
     convs = [m for m in loaded.modules() if isinstance(m, Conv)]
     assert len({id(c.act) for c in convs}) == 1  # one instance, as the v6.2+ original: its layer count
+
+
+def test_third_party_single_class_fp32_unstripped_checkpoint(tmp_path: pathlib.Path) -> None:
+    """A user's v5.0-era ``last.pt``: one class (names a list), fp32 tensors, not stripped (optimizer, EMA, epoch),
+    ``opt`` an ``argparse.Namespace``, the training attributes train.py sets on the model."""
+    import argparse
+
+    from yolokit import YOLO
+
+    spec = tiny_spec("v5", nc=1)
+    model, ema = source_model(spec, seed=3, names={0: "widget"}), source_model(spec, seed=4, names={0: "widget"})
+    opt = argparse.Namespace(img_size=[320, 320], epochs=50, data="widgets.yaml", single_cls=False)
+    path = write_v5_checkpoint(model, tmp_path / "last.pt", spec, ema=ema, half=False, anchor_grid=True, extra={
+        "epoch": 41, "optimizer": {"state": {}, "param_groups": [{"lr": 0.002}]}, "updates": 4100, "opt": opt,
+        "training_results": "   0/49  ...", "wandb_id": None}, model_attrs={
+        "gr": 1.0, "class_weights": torch.ones(1), "hyp": {"box": 0.05, "cls": 0.5, "anchor_t": 4.0}})
+    weights = read_weights(path)
+    meta = weights.metadata
+    assert meta["names"] == {0: "widget"} and meta["spec"]["nc"] == 1 and meta["imgsz"] == 320
+    assert meta["provenance"]["epoch"] == 41 and meta["provenance"]["train_args"]["data"] == "widgets.yaml"
+    assert meta["provenance"]["release"] == "v4.0-v5.0"
+    loaded = YOLO(path)
+    _same_outputs(ema, loaded.model)  # the EMA weights, as the original's loaders take
+    image = (torch.rand(64, 96, 3, generator=torch.Generator().manual_seed(5)) * 255).to(torch.uint8).numpy()
+    result = loaded.predict(image, imgsz=64, conf=0.0, verbose=False)[0]
+    assert result.boxes.cls.unique().tolist() in ([], [0.0]) and result.names == {0: "widget"}
+
+
+def test_third_party_v7_checkpoint_with_only_an_ema_entry(tmp_path: pathlib.Path) -> None:
+    """A v7.0 ``DetectionModel`` file with 7 classes as a dict, ``model`` None and the weights in ``ema`` (fp16),
+    ``opt`` a dict, a ``git`` entry."""
+    names = {i: n for i, n in enumerate(("car", "van", "truck", "bus", "bike", "person", "sign"))}
+    spec = tiny_spec("v6", nc=7)
+    ema = source_model(spec, seed=6, names=names)
+    path = write_v5_checkpoint(ema, tmp_path / "best.pt", spec, model_class="DetectionModel", names_as_list=False,
+                               ema=ema, extra={"model": None, "opt": {"imgsz": 416, "epochs": 3},
+                                               "git": {"remote": "", "branch": "master", "commit": "abc1234"}})
+    meta = read_weights(path).metadata
+    assert meta["names"] == names and meta["imgsz"] == 416 and meta["provenance"]["release"] == "v6.2-v7.0"
+    loaded = load_model(path)
+    assert loaded.nc == 7 and loaded.head.no == 12
+    _same_outputs(ema, loaded)
+    empty = write_v5_checkpoint(ema, tmp_path / "empty.pt", spec, extra={"model": None})  # and no ema: no model
+    with pytest.raises(WeightsError, match="unrecognised weights file") as exc:
+        load_model(empty)
+    assert "\n" not in str(exc.value)
 
 
 def test_unsafe_global_inside_a_yolov5_file_is_refused(tmp_path: pathlib.Path) -> None:

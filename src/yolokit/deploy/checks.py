@@ -1,11 +1,13 @@
 """Checks every export runs on its own file: parity with the PyTorch weights, mAP, latency.
 
 - :func:`parity_image`: the image parity runs on: the first validation (else training) image of ``data=``, or a
-  deterministic synthetic picture (grey background, filled shapes, a gradient) when no dataset is given.
+  deterministic synthetic picture (grey background, filled shapes, a gradient) when no dataset is given;
+  letterboxed, or for a classifier (``task="classify"``) resized, centre-cropped and normalised as it predicts.
 - :func:`compare_outputs`: max abs difference of boxes (input pixels) and scores between the exported file's
   output and the PyTorch model's, for the three output kinds: ``(B, 4+nc, A)`` raw head output, ``(B, K, 6)``
   final rows (NMS-free head, embedded NMS), compared row by row after ordering by score.
-- :func:`evaluate_backend`: mAP50-95 / mAP50 of a backend on the val split, quietly (no files kept).
+- :func:`evaluate_backend`: mAP50-95 / mAP50 of a backend on the val split, quietly (no files kept); a
+  classifier's top-1 / top-5.
 """
 
 from __future__ import annotations
@@ -55,11 +57,30 @@ def _synthetic_image(size: int = 320) -> np.ndarray:
     return image
 
 
-def parity_image(data: str | None, shape_hw: tuple[int, int], stride: int) -> tuple[torch.Tensor, str]:
-    """``((1, 3, H, W) float32 input letterboxed as inference does, description)``."""
+def _classify_image(data: str) -> tuple[Any, str] | tuple[None, str]:
+    """The first val (else train) image of a class-folder dataset, BGR, and its path."""
+    from yolokit.data.classify import load_classify_data, scan_split
+    from yolokit.data.sources import read_image
+
+    classify = load_classify_data(data)
+    split = "val" if "val" in classify.splits else "train"
+    files = sorted(path for path, _ in scan_split(classify, split))
+    return (read_image(files[0]), files[0]) if files else (None, "synthetic shapes image")
+
+
+def parity_image(data: str | None, shape_hw: tuple[int, int], stride: int, *, task: str = "detect",
+                 metadata: dict[str, Any] | None = None) -> tuple[torch.Tensor, str]:
+    """``((1, 3, H, W) float32 input prepared as inference does, description)``: letterboxed, or for
+    ``task="classify"`` through the classifier's eval crop and the normalisation ``metadata`` records."""
     from yolokit.data.transforms import letterbox, to_input_tensor
 
     image, name = None, "synthetic shapes image"
+    if task == "classify":
+        from yolokit.predict.classify import classify_preprocess
+
+        image, name = _classify_image(data) if data else (None, name)
+        image = _synthetic_image(max(shape_hw)) if image is None else image
+        return classify_preprocess([image], shape_hw, metadata), name
     if data:
         from yolokit.data.dataset import load_data_config
         from yolokit.data.sources import read_image
@@ -103,14 +124,25 @@ def compare_outputs(got: Any, ref: Any, *, final: bool, conf: float = 0.0) -> di
             "rows_mismatched": sum(d["rows"] for d in diffs)}
 
 
-def evaluate_backend(backend: Any, data: str, imgsz: int, nms: bool = True, rect: bool = True) -> tuple[float, float]:
+def evaluate_backend(backend: Any, data: str, imgsz: int, nms: bool = True, rect: bool = True, *,
+                     task: str = "detect", iou: float | None = None) -> tuple[float, float]:
     """(mAP50-95, mAP50) of ``backend`` on ``data``'s val split at ``imgsz`` (files go to a temporary folder;
-    ``rect=False``: square batches, as a fixed-size graph gets)."""
+    ``rect=False``: square batches, as a fixed-size graph gets; ``iou``: the NMS IoU, default ``ValConfig``'s).
+    ``task="classify"``: (top-1, top-5) of the classifier on the split ``validate_classifier`` picks."""
     from yolokit.config import ValConfig, make_config
+
+    if task == "classify":
+        from yolokit.eval.classify import validate_classifier
+
+        config = make_config(ValConfig, data=str(data), imgsz=int(imgsz), batch=8, verbose=False, plots=False)
+        with tempfile.TemporaryDirectory(prefix="yolokit-export-val-") as folder, quiet_logs():
+            top = validate_classifier(backend, config, save_dir=Path(folder))
+        return float(top.top1), float(top.top5)
     from yolokit.eval.validator import validate
 
+    extra = {} if iou is None else {"iou": float(iou)}
     config = make_config(ValConfig, data=str(data), imgsz=int(imgsz), batch=8, nms=nms, rect=rect, verbose=False,
-                         plots=False, save_json=False)
+                         plots=False, save_json=False, **extra)
     with tempfile.TemporaryDirectory(prefix="yolokit-export-val-") as folder, quiet_logs():
         metrics = validate(backend, config, save_dir=Path(folder))
     return float(metrics.map), float(metrics.map50)

@@ -11,7 +11,7 @@ Every export, after building the graph:
    (its budget) instead, its difference is reported only;
 3. measures its **latency** (median, batch 1) and, with ``data=``, its **mAP** on the val split with square
    ``imgsz`` batches, the same protocol for every format (INT8: taken from the quantization report, which measured
-   it beside FP32);
+   it beside FP32); a classifier's **top-1 / top-5** instead, and its INT8 budget is on top-1 (points);
 4. writes the figures into the file's metadata (``parity``, ``latency_ms``, ``map50_95``, ``map50``) and the file
    atomically (main process only), and logs them.
 """
@@ -51,6 +51,27 @@ class ExportResult:
     map50: float | None = None
     int8: Any = None
     metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+    top1: float | None = None  # classifiers: top-1 / top-5 on the val split (with data=) instead of mAP
+    top5: float | None = None
+
+
+def _task(model: Any) -> str:
+    return str(getattr(model, "task", "detect"))
+
+
+def _val_iou(model: Any) -> float | None:
+    """The NMS IoU the model's family validates with (YOLOv5: the original's 0.6), else None (ValConfig's)."""
+    from yolokit.models.yolov5 import inference_defaults
+
+    return inference_defaults(getattr(model, "spec", None), "val").get("iou")
+
+
+def _classify_preprocess(model: Any, shape_hw: tuple[int, int]) -> Any:
+    """A classifier's calibration preprocessing: BGR image -> (1, 3, H, W) float32 as it predicts."""
+    from yolokit.predict.classify import classify_preprocess
+
+    metadata = getattr(model, "metadata", None)
+    return lambda image: classify_preprocess([image], shape_hw, metadata).numpy()
 
 
 def int8_path(path: Path) -> Path:
@@ -110,7 +131,7 @@ def _reference(model: Any, x: torch.Tensor, cfg: ExportConfig) -> torch.Tensor:
 
 def _parity(model: Any, backend: Any, cfg: ExportConfig, precision: str, shape_hw: tuple[int, int]) -> dict:
     """Run both on the parity image; raise ``ExportError`` above tolerance (not for INT8)."""
-    x, name = parity_image(cfg.data or None, shape_hw, backend.stride)
+    x, name = parity_image(cfg.data or None, shape_hw, backend.stride, task=_task(model), metadata=backend.metadata)
     final = cfg.embed_nms or not cfg.nms
     diff = compare_outputs(backend(x).numpy(), _reference(model, x, cfg).numpy(), final=final,
                            conf=cfg.conf if cfg.embed_nms else 0.05)
@@ -120,7 +141,7 @@ def _parity(model: Any, backend: Any, cfg: ExportConfig, precision: str, shape_h
         result["rows_mismatched"] = int(diff["rows_mismatched"])
     limits = TOLERANCES.get(precision)
     if limits is None:
-        result["judged_by"] = "mAP (INT8)"
+        result["judged_by"] = "top-1 (INT8)" if _task(model) == "classify" else "mAP (INT8)"
         return result
     box_tol = limits["box_px_per_640"] * max(shape_hw) / 640
     result.update({"box_tolerance_px": box_tol, "score_tolerance": limits["score"]})
@@ -151,14 +172,18 @@ def _onnx_bytes(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], stride
         from yolokit.export.calibration import select_calibration_images
         from yolokit.export.quantize import quantize_int8
 
-        calibration = select_calibration_images(cfg.data, cfg.calib_images)
+        task = _task(model)
+        calibration = select_calibration_images(cfg.data, cfg.calib_images, task=task)
 
         def evaluate(graph: bytes) -> tuple[float, float]:
-            return evaluate_backend(OnnxRuntimeBackend(graph, threads), cfg.data, max(shape_hw), nms=cfg.nms)
+            return evaluate_backend(OnnxRuntimeBackend(graph, threads), cfg.data, max(shape_hw), nms=cfg.nms,
+                                    task=task, iou=_val_iou(model))
 
+        classify = task == "classify"
         data, report = quantize_int8(data, calibration, shape_hw=shape_hw, stride=stride, evaluate=evaluate,
                                      method=cfg.calib_method, budget=cfg.int8_budget, force=cfg.force,
-                                     threads=threads)
+                                     threads=threads, metric="top-1" if classify else "mAP50-95",
+                                     preprocess=_classify_preprocess(model, shape_hw) if classify else None)
     elif cfg.half:
         from yolokit.export.fp16 import convert_fp16
 
@@ -173,14 +198,23 @@ def _onnx_bytes(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], stride
     return data, ("int8" if cfg.int8 else "fp16" if cfg.half else "fp32"), report
 
 
-def _measured(backend: Any, cfg: ExportConfig, shape_hw: tuple[int, int], report: Any) -> dict[str, Any]:
-    """Latency (median ms, batch 1) and, with ``data=``, mAP on the val split (INT8: from its report)."""
+def _measured(backend: Any, cfg: ExportConfig, shape_hw: tuple[int, int], report: Any,
+              model: Any = None) -> dict[str, Any]:
+    """Latency (median ms, batch 1) and, with ``data=``, mAP on the val split (INT8: from its report); a
+    classifier's top-1 / top-5 instead of mAP."""
     values: dict[str, Any] = {"latency_ms": round(_latency(backend, shape_hw), 3), "map50_95": None, "map50": None}
+    if _task(model) == "classify":
+        if report is not None:
+            values.update(top1=report.int8["map50_95"], top5=report.int8["map50"])
+        elif cfg.data:
+            values["top1"], values["top5"] = evaluate_backend(backend, cfg.data, max(shape_hw), task="classify")
+        return values
     if report is not None:
         values.update(map50_95=report.int8["map50_95"], map50=report.int8["map50"])
     if cfg.data and (report is None or cfg.embed_nms):  # embedded NMS: measured with its baked-in conf
         values["map50_95"], values["map50"] = evaluate_backend(backend, cfg.data, max(shape_hw),
-                                                               nms=not (cfg.embed_nms or not cfg.nms), rect=False)
+                                                               nms=not (cfg.embed_nms or not cfg.nms), rect=False,
+                                                               iou=_val_iou(model))
     return values
 
 
@@ -194,7 +228,8 @@ def _torchscript(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], sourc
     base = _base_metadata(cfg, "fp32", source)
     data = export_torchscript(model, None, imgsz=shape_hw, nms_free=not cfg.nms, metadata=base)
     backend = TorchScriptBackend(data, num_threads=threads)
-    checks = {"parity": _parity(model, backend, cfg, "fp32", shape_hw), **_measured(backend, cfg, shape_hw, None)}
+    checks = {"parity": _parity(model, backend, cfg, "fp32", shape_hw),
+              **_measured(backend, cfg, shape_hw, None, model)}
     metadata = {**backend.metadata, **checks}
     metadata["names"] = {str(k): v for k, v in metadata["names"].items()}
     buffer = io.BytesIO()
@@ -214,7 +249,7 @@ def _onnx(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], stride: int,
     data = set_onnx_metadata(data, base)
     backend = OnnxRuntimeBackend(data, num_threads=threads)
     checks = {"parity": _parity(model, backend, cfg, precision, shape_hw),
-              **_measured(backend, cfg, shape_hw, report)}
+              **_measured(backend, cfg, shape_hw, report, model)}
     return set_onnx_metadata(data, checks), {**base, **checks}, report
 
 
@@ -249,7 +284,8 @@ def export_model(model: Any, cfg: ExportConfig, path: str | Path, *, source: str
     if is_main_process():
         atomic_write_bytes(path, data)
     result = ExportResult(path, cfg.format, metadata["precision"], metadata["head"], len(data), metadata["parity"],
-                          metadata["latency_ms"], metadata["map50_95"], metadata["map50"], report, metadata)
+                          metadata["latency_ms"], metadata["map50_95"], metadata["map50"], report, metadata,
+                          metadata.get("top1"), metadata.get("top5"))
     _log(result)
     return result
 
@@ -257,7 +293,8 @@ def export_model(model: Any, cfg: ExportConfig, path: str | Path, *, source: str
 def _log(result: ExportResult) -> None:
     parity = result.parity
     found = f"mAP50-95 {result.map50_95:.4f}, mAP50 {result.map50:.4f}" if result.map50_95 is not None else \
-        "mAP not measured (pass data=)"
+        f"top-1 {result.top1:.4f}, top-5 {result.top5:.4f}" if result.top1 is not None else \
+        "accuracy not measured (pass data=)"
     logger.info("%s %s (%s head) saved to %s: %.2f MB, %.2f ms (batch 1), %s; parity on %s: boxes %s px, scores "
                 "%s (%s)", result.format.upper(), result.precision.upper(), result.head, result.path,
                 result.size_bytes / 1e6, result.latency_ms, found, Path(str(parity["image"])).name,

@@ -8,14 +8,15 @@
 - :class:`CalibrationReader`: yields ``{"images": (1, 3, H, W) float32 RGB in [0, 1]}`` letterboxed exactly as
   inference does for a fixed-size graph (:func:`yolokit.data.transforms.letterbox` with ``auto=False``, then
   :func:`yolokit.data.transforms.to_input_tensor`). It has the ``get_next`` / ``rewind`` surface ORT expects and
-  can be limited to a chunk of images (``set_range``), so calibration memory stays bounded.
+  can be limited to a chunk of images (``set_range``), so calibration memory stays bounded. A classifier's images
+  go through the caller's ``preprocess`` instead (its eval crop and normalisation).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,22 +68,36 @@ def calibration_hash(paths: Sequence[str | Path]) -> str:
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
-def select_calibration_images(data: str | Path, count: int = RECOMMENDED_IMAGES,
-                              split: str = "train") -> CalibrationSet:
-    """``count`` images of ``split`` of the dataset ``data`` (a data YAML), evenly spaced over its sorted files.
+def _split_files(data: str | Path, split: str, task: str) -> tuple[list[Path], list[str]]:
+    """(the image files of ``split``, the splits the dataset has): a detection data YAML, or for ``task='classify'``
+    a class-folder dataset (folder or YAML)."""
+    if task == "classify":
+        from yolokit.data.classify import load_classify_data, scan_split
+
+        classify = load_classify_data(data)
+        files = [Path(path) for path, _ in scan_split(classify, split)] if split in classify.splits else []
+        return files, sorted(classify.splits)
+    from yolokit.data.dataset import load_data_config
+
+    config = load_data_config(data)
+    return list(config.splits.get(split) or []), sorted(config.splits)
+
+
+def select_calibration_images(data: str | Path, count: int = RECOMMENDED_IMAGES, split: str = "train", *,
+                              task: str = "detect") -> CalibrationSet:
+    """``count`` images of ``split`` of the dataset ``data`` (a data YAML; a class-folder dataset for
+    ``task='classify'``), evenly spaced over its sorted files.
 
     Raises:
         ConfigError: ``count`` < 1.
         DatasetError: the split is missing or empty.
     """
-    from yolokit.data.dataset import load_data_config
-
     if count < 1:
         raise ConfigError(f"calib_images must be >= 1, got {count}: pass e.g. calib_images=300")
-    config = load_data_config(data)
-    files = sorted(config.splits.get(split) or [])
+    found, splits = _split_files(data, split, task)
+    files = sorted(found)
     if not files:
-        known = ", ".join(sorted(config.splits)) or "none"
+        known = ", ".join(splits) or "none"
         raise DatasetError(f"dataset {data} has no '{split}' images for INT8 calibration (splits: {known}): add "
                            f"the split or pass calib_split=<split>")
     if len(files) > count:
@@ -103,12 +118,16 @@ class CalibrationReader:
         paths: image files.
         shape_hw: the graph's input size ``(H, W)``.
         stride: the model's largest stride (letterbox argument).
+        preprocess: instead of the letterbox, ``image (h, w, 3) BGR uint8 -> (1, 3, H, W) float32`` (a
+            classifier's resize + centre crop + normalisation, given by the caller).
     """
 
-    def __init__(self, paths: Sequence[str | Path], shape_hw: tuple[int, int], stride: int = 32) -> None:
+    def __init__(self, paths: Sequence[str | Path], shape_hw: tuple[int, int], stride: int = 32,
+                 preprocess: Callable[[Any], Any] | None = None) -> None:
         self.paths = list(paths)
         self.shape_hw = (int(shape_hw[0]), int(shape_hw[1]))
         self.stride = int(stride)
+        self.preprocess = preprocess
         self._start, self._end, self._next = 0, len(self.paths), 0
 
     def __len__(self) -> int:
@@ -140,5 +159,7 @@ class CalibrationReader:
         except Exception as error:  # noqa: BLE001 - report the file in one line
             raise DatasetError(f"cannot read calibration image {path} ({error}): remove it from the split") \
                 from error
+        if self.preprocess is not None:
+            return self.preprocess(image)
         padded, _, _ = letterbox(image, self.shape_hw, auto=False, stride=self.stride)
         return to_input_tensor([padded]).numpy()

@@ -24,7 +24,8 @@ from yolokit.errors import ExportError
 __all__ = ["head_prefix", "decode_nodes", "fold_static_dims", "remove_dead_nodes", "tensor_dims"]
 
 # Head sub-modules whose convolutions are learned layers (quantizable); everything else under the head is decode.
-_HEAD_LAYERS = re.compile(r"(one2one_)?cv[23]\.\d+$")
+# A Classify head's learned layers are its 1x1 ``conv`` and its ``linear``; its pool, flatten and softmax stay float.
+_HEAD_LAYERS = re.compile(r"(one2one_)?cv[23]\.\d+$|conv$|linear$")
 
 
 def head_prefix(proto: Any) -> str:

@@ -14,7 +14,8 @@
 4. **Time** every form against the FP32 graph in ONNX Runtime with the same threads, interleaved
    (:func:`yolokit.export.latency.paired_latency`, median of per-round ratios).
 5. **Measure mAP** with the caller's ``evaluate`` (FP32 once, then the forms from the fastest down) and keep the
-   fastest form whose mAP50-95 drop is within ``budget`` points. If none is, a **sensitivity pass**
+   fastest form whose mAP50-95 drop is within ``budget`` points (a classifier's ``evaluate`` gives top-1 / top-5:
+   the budget is then on top-1, ``metric="top-1"``). If none is, a **sensitivity pass**
    (:mod:`yolokit.export.sensitivity`) keeps the layers that add the most output error in float until the budget
    holds; if it never does, ``ExportError`` with both numbers and what to try (``force=True`` writes the best
    attempt anyway, flagged in the report).
@@ -72,6 +73,7 @@ class Int8Report:
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
     float_cost: dict[str, float] = field(default_factory=dict)
     forced: bool = False
+    metric: str = "mAP50-95"  # what the budget is judged on (a classifier's: "top-1"); the values sit in map50_95
 
     def as_metadata(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,7 +86,8 @@ class Int8Report:
                 f"({f['size_mb'] / max(q['size_mb'], 1e-9):.2f}x smaller)",
                 f"INT8 latency {q['latency_ms']:.2f} ms vs FP32 {f['latency_ms']:.2f} ms: ratio "
                 f"{q['ratio_vs_fp32']:.3f} ({speed} than FP32 on this machine)",
-                f"INT8 mAP50-95 {q['map50_95']:.4f} vs FP32 {f['map50_95']:.4f}: drop {self.drop_points:.2f} points "
+                f"INT8 {self.metric} {q['map50_95']:.4f} vs FP32 {f['map50_95']:.4f}: drop {self.drop_points:.2f} "
+                "points "
                 f"(budget {self.budget:g}{'' if self.within_budget else ', EXCEEDED (force=True)'})"]
 
 
@@ -143,12 +146,12 @@ def time_candidates(fp32: bytes, candidates: Sequence[Candidate], sample: Any, t
 
 
 def _fastest_within_budget(candidates: list[Candidate], evaluate: Evaluate, fp32_map: float,
-                           budget: float) -> Candidate | None:
+                           budget: float, metric: str = "mAP50-95") -> Candidate | None:
     """Evaluate candidates fastest first; the first within ``budget`` (the others stay unevaluated)."""
     for candidate in sorted(candidates, key=lambda c: c.ratio):
         candidate.map, candidate.map50 = evaluate(candidate.data)
-        logger.info("INT8 %s: latency ratio %.3f, mAP50-95 %.4f (drop %.2f points)", candidate.form.name,
-                    candidate.ratio, candidate.map, drop_points(fp32_map, candidate))
+        logger.info("INT8 %s: latency ratio %.3f, %s %.4f (drop %.2f points)", candidate.form.name,
+                    candidate.ratio, metric, candidate.map, drop_points(fp32_map, candidate))
         if drop_points(fp32_map, candidate) <= budget:
             return candidate
     return None
@@ -167,6 +170,7 @@ class _Job:
     threads: int | None
     samples: tuple[Any, ...] = field(repr=False)
     rounds: int = 8
+    metric: str = "mAP50-95"
 
     @property
     def sample(self) -> Any:
@@ -177,7 +181,8 @@ class _Job:
 def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[int, int], stride: int,
                   evaluate: Evaluate, method: str = "minmax", budget: float = 1.0, force: bool = False,
                   threads: int | None = None, forms: Sequence[QuantForm] = FORMS,
-                  sensitivity_rounds: int = 8) -> tuple[bytes, Int8Report]:
+                  sensitivity_rounds: int = 8, preprocess: Callable[[Any], Any] | None = None,
+                  metric: str = "mAP50-95") -> tuple[bytes, Int8Report]:
     """Quantize the FP32 ONNX graph ``fp32`` (see the module docstring) -> (INT8 ONNX bytes, report).
 
     Args:
@@ -185,13 +190,15 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[i
         calibration: the calibration images.
         shape_hw: the input size calibration and timing use.
         stride: the model's largest stride (letterbox).
-        evaluate: ONNX bytes -> (mAP50-95, mAP50) on the validation split.
+        evaluate: ONNX bytes -> (mAP50-95, mAP50) on the validation split (a classifier: (top-1, top-5)).
         method: ``minmax``, ``percentile`` or ``entropy``.
         budget: largest allowed mAP50-95 drop, in points (1.0 = 0.01 mAP).
         force: write the best attempt even when the budget cannot be met (flagged in the report).
         threads: ONNX Runtime intra-op threads for timing (default: as the ONNX Runtime backend).
         forms: the candidate forms.
         sensitivity_rounds: at most this many greedy rounds (1, 2, 4, ... layers kept in float).
+        preprocess: the calibration images' preprocessing instead of the letterbox (a classifier's eval crop).
+        metric: the name of ``evaluate``'s first value in logs, errors and the report (``"top-1"``).
 
     Raises:
         ExportError: the budget is not met even after the sensitivity pass, and ``force`` is False.
@@ -206,12 +213,12 @@ def quantize_int8(fp32: bytes, calibration: CalibrationSet, *, shape_hw: tuple[i
         proto = prepare_graph(fp32, workdir)
         prepared = workdir / "prepared-folded.onnx"
         prepared.write_bytes(proto.SerializeToString())
-        reader = CalibrationReader(calibration.paths, shape_hw, stride)
+        reader = CalibrationReader(calibration.paths, shape_hw, stride, preprocess)
         logger.info("INT8: calibrating on %d images (%s)", calibration.count, method)
         cache = calibrate(prepared, reader, method, workdir / "ranges.json", workdir)
         samples = tuple(reader.load(path) for path in calibration.paths[:4])
         job = _Job(prepared, cache, workdir, tuple(decode_nodes(proto)), method, evaluate, threads, samples,
-                   sensitivity_rounds)
+                   sensitivity_rounds, metric)
         return _choose(fp32, job, forms, calibration, budget, force)
 
 
@@ -225,7 +232,7 @@ def _choose(fp32: bytes, job: _Job, forms: Sequence[QuantForm], calibration: Cal
         logger.info("INT8 form %-24s %6.2f MB  %7.2f ms  ratio %.3f vs FP32 %.2f ms", candidate.form.name,
                     len(candidate.data) / 1e6, candidate.latency_ms, candidate.ratio, timing["fp32_ms"])
     fp32_map, fp32_map50 = job.evaluate(fp32)
-    chosen, rounds, cost = _fastest_within_budget(candidates, job.evaluate, fp32_map, budget), [], {}
+    chosen, rounds, cost = _fastest_within_budget(candidates, job.evaluate, fp32_map, budget, job.metric), [], {}
     if chosen is None:
         from yolokit.export.sensitivity import sensitivity_pass
 
@@ -235,18 +242,19 @@ def _choose(fp32: bytes, job: _Job, forms: Sequence[QuantForm], calibration: Cal
         chosen, rounds, cost = sensitivity_pass(fp32, job, fastest, fp32_map, budget, time_candidates)
     within = drop_points(fp32_map, chosen) <= budget
     if not within and not force:
-        raise ExportError(_over_budget_message(fp32_map, chosen, budget, rounds))
+        raise ExportError(_over_budget_message(fp32_map, chosen, budget, rounds, job.metric))
     report = _report(chosen, candidates, calibration, job.method, timing, fp32, (fp32_map, fp32_map50), budget,
                      rounds, forced=not within)
-    report.float_cost = cost
+    report.float_cost, report.metric = cost, job.metric
     for line in report.lines():
         (logger.info if within and report.faster else logger.warning)(line)
     return chosen.data, report
 
 
-def _over_budget_message(fp32_map: float, best: Candidate, budget: float, rounds: list[dict[str, Any]]) -> str:
+def _over_budget_message(fp32_map: float, best: Candidate, budget: float, rounds: list[dict[str, Any]],
+                         metric: str = "mAP50-95") -> str:
     kept = len(best.kept_float)
-    return (f"INT8 mAP50-95 {best.map:.4f} vs FP32 {fp32_map:.4f}: drop {drop_points(fp32_map, best):.2f} points "
+    return (f"INT8 {metric} {best.map:.4f} vs FP32 {fp32_map:.4f}: drop {drop_points(fp32_map, best):.2f} points "
             f"exceeds int8_budget={budget:g} even with {kept} layer(s) kept in float after {len(rounds)} sensitivity "
             "round(s): calibrate on more representative images (calib_images=300 from the training split), try "
             "calib_method=percentile or entropy, raise int8_budget, or pass force=True to write it anyway")

@@ -135,8 +135,8 @@ def sensitivity_pass(fp32: bytes, job: Any, fastest: Any, fp32_map: float, budge
         drop = drop_points(fp32_map, candidate)
         rounds.append({"kept_layers": k, "layers": list(kept), "size_mb": round(len(data) / 1e6, 3),
                        "map50_95": round(candidate.map, 5), "drop_points": round(drop, 3)})
-        logger.info("INT8 sensitivity round: %d layer(s) in float -> mAP50-95 %.4f (drop %.2f points)", k,
-                    candidate.map, drop)
+        logger.info("INT8 sensitivity round: %d layer(s) in float -> %s %.4f (drop %.2f points)", k,
+                    getattr(job, "metric", "mAP50-95"), candidate.map, drop)
         if best is None or candidate.map > best.map:
             best = candidate
         if drop <= budget:

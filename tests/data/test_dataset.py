@@ -57,8 +57,8 @@ def test_txt_lists_recursive_folders_and_lists_of_sources(tmp_path):
     assert data.splits["train"] == [tmp_path / "images" / "train" / "0.png", tmp_path / "images" / "train" / "1.png"]
     assert [p.name for p in data.splits["val"]] == ["z.jpg", "0.png", "1.png"]
     assert data.splits["test"] == [tmp_path / "images" / "extra" / "deep" / "z.jpg"]
-    assert default_cache_path(data, "train") == tmp_path / "train.cache"
-    assert default_cache_path(data, "test") == tmp_path / "labels" / "extra" / "deep.cache"
+    assert default_cache_path(data, "train") == tmp_path / "train.yolokit.cache"
+    assert default_cache_path(data, "test") == tmp_path / "labels" / "extra" / "deep.yolokit.cache"
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -100,7 +100,7 @@ def test_detection_dataset_items(tmp_path):
     assert image.shape == (34, 48, 3) and image.dtype == np.uint8 and labels.shape == (34, 48)
     assert labels.cls.tolist() == [0]
     np.testing.assert_allclose(labels.bboxes, [[0.5, 0.5, 0.25, 0.5]])
-    assert (tmp_path / "labels" / "train.cache").is_file()
+    assert (tmp_path / "labels" / "train.yolokit.cache").is_file()
     assert DetectionDataset(load_data_config(yaml_path), "train", progress=False).report.from_cache
 
 
@@ -108,7 +108,7 @@ def test_detection_dataset_without_cache_writes_none(tmp_path):
     make_dataset(tmp_path)
     yaml_path = write_yaml(tmp_path / "d.yaml", "val: images/val\nnames: [a, b]\n")
     dataset = DetectionDataset(load_data_config(yaml_path), "val", cache=False, progress=False)
-    assert len(dataset) == 2 and not (tmp_path / "labels" / "val.cache").exists()
+    assert len(dataset) == 2 and not (tmp_path / "labels" / "val.yolokit.cache").exists()
 
 
 def test_detection_dataset_errors(tmp_path):

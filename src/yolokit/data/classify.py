@@ -67,8 +67,10 @@ def _class_folders(folder: Path) -> list[str]:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from yolokit.utils.yaml_safe import safe_load
+
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
         raise DatasetError(f"cannot read dataset YAML {path}: {str(error).splitlines()[0]}; fix the file") from None
     if not isinstance(raw, dict) or not raw.get("train"):

@@ -49,6 +49,7 @@ __all__ = ["DataConfig", "DetectionDataset", "ImageLabels", "ScanReport", "defau
 logger = logging.getLogger(__name__)
 
 SPLIT_KEYS = ("train", "val", "test")
+CACHE_SUFFIX = ".yolokit.cache"  # label caches: labels/train.yolokit.cache (the reference's is labels/train.cache)
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ class DataConfig:
 def _read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from yolokit.utils.yaml_safe import safe_load
+
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -230,14 +233,19 @@ def load_data_config(path: str | Path) -> DataConfig:
 def default_cache_path(data: DataConfig, split: str) -> Path | None:
     """Where the label cache of a YOLO-format split lives.
 
-    Beside a .txt list (``train.txt`` -> ``train.cache``), else next to the labels folder of the first image
-    (``images/train/a.jpg`` -> ``labels/train.cache``). None for an empty split.
+    Beside a .txt list (``train.txt`` -> ``train.yolokit.cache``), else next to the labels folder of the first image
+    (``images/train/a.jpg`` -> ``labels/train.yolokit.cache``). None for an empty split. The name is yolokit's own:
+    the reference implementation keeps its (pickle-based) cache at ``labels/train.cache``, which yolokit never
+    reads nor writes, so neither tool overwrites the other's cache or rescans because of it.
     """
     sources = data.split_sources.get(split) or []
     if sources and sources[0].suffix.lower() == ".txt":
-        return sources[0].with_suffix(".cache")
+        return sources[0].with_name(f"{sources[0].stem}{CACHE_SUFFIX}")
     images = data.splits.get(split) or []
-    return label_path_for(images[0]).parent.with_suffix(".cache") if images else None
+    if not images:
+        return None
+    folder = label_path_for(images[0]).parent
+    return folder.with_name(f"{folder.name}{CACHE_SUFFIX}")
 
 
 def _coco_labels(data: DataConfig, split: str) -> tuple[list[ImageLabels], ScanReport]:

@@ -4,7 +4,8 @@ Ordinary 8-bit JPEG/PNG decode with OpenCV exactly like ``cv2.imread`` (the refe
 so pixels match it); grayscale becomes 3 channels, alpha is dropped (no compositing), 16-bit data is shifted to
 8 bits (``v >> 8``), float data is clipped to [0, 1] and scaled. EXIF orientation is applied for every container,
 by OpenCV where this build does it and through PIL otherwise. PIL images, numpy arrays and torch tensors are
-converted to the same format. Unreadable input raises ``SourceError`` naming it.
+converted to the same format. Unreadable input raises ``SourceError`` naming it. An image whose header declares
+more than ``MAX_IMAGE_PIXELS`` pixels is refused before decoding (so a few-KB file cannot decode to gigabytes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import numpy as np
 from yolokit.errors import SourceError
 
 _ORIENTATION_TAG = 0x0112
+MAX_IMAGE_PIXELS = 100_000_000  # width * height refused beyond this, from the header, before any pixel is decoded
+MAX_IMAGE_BYTES = 2**30  # encoded files larger than this are refused before they are read
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -28,10 +31,38 @@ def read_image(path: str | Path) -> np.ndarray:
     read fall back to Pillow. Raises ``SourceError('cannot read image <path>: <reason>')``.
     """
     try:
+        size = Path(path).stat().st_size
+        if size > MAX_IMAGE_BYTES:
+            raise SourceError(f"cannot read image {path}: {size} bytes exceeds the {MAX_IMAGE_BYTES}-byte limit for "
+                              "an image file")  # fmt: skip
         data = np.fromfile(str(path), dtype=np.uint8)
     except OSError as err:
         raise SourceError(f"cannot read image {path}: {err.strerror or err}") from None
     return decode_image(data, str(path))
+
+
+def check_image_size(buffer: bytes | np.ndarray, name: str = "<bytes>") -> tuple[int, int] | None:
+    """``(h, w)`` from the encoded header (Pillow's lazy open: no pixel is decoded), refusing images of more than
+    ``MAX_IMAGE_PIXELS`` pixels with a ``SourceError``; None when Pillow does not know the format (OpenCV's own
+    limits then apply)."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(buffer)) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        width, height = MAX_IMAGE_PIXELS + 1, 1
+    except (UnidentifiedImageError, OSError, ValueError, TypeError, SyntaxError, EOFError):
+        return None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise SourceError(f"cannot read image {name}: its header declares {width}x{height} pixels, more than the "
+                          f"{MAX_IMAGE_PIXELS} yolokit decodes (a decompression bomb or a huge image); "
+                          "downscale it first")  # fmt: skip
+    return height, width
 
 
 def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
@@ -41,6 +72,7 @@ def decode_image(data: bytes | np.ndarray, name: str = "<bytes>") -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
     if buffer.size == 0:
         raise SourceError(f"cannot read image {name}: the file is empty")
+    check_image_size(buffer, name)
     try:
         image = cv2.imdecode(buffer, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     except cv2.error:

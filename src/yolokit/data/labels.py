@@ -6,7 +6,10 @@ suffix by ``.txt`` (:func:`label_path_for`). A missing or empty label file means
 
 :func:`scan_labels` checks every row and reports each bad one as ``file:line: reason`` (the row is skipped, the rest
 of the file kept). The parsed labels are cached in an ``.npz`` archive (no pickle) keyed by a hash of the paths,
-sizes and modification times of every image and label file, so a second scan of unchanged files reads nothing.
+sizes and modification times of every image and label file, so a second scan of unchanged files reads nothing. A
+cache is input too: one whose values a scan could not have written (class ids outside ``[0, nc)``, NaN or
+out-of-range boxes) is ignored with a warning and the labels are scanned again. Label files over
+``MAX_LABEL_BYTES`` and images whose header declares more than ``image.MAX_IMAGE_PIXELS`` are reported unreadable.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ logger = logging.getLogger(__name__)
 IMG_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
 COORD_TOLERANCE = 1e-2  # coordinates within this distance outside [0, 1] are clipped, further out the row is bad
 CACHE_VERSION = 1
+MAX_LABEL_BYTES = 16 * 2**20  # a label file larger than this is reported unreadable without being read (~400k rows)
 MAX_LOGGED_MESSAGES = 10
 _EXIF_ORIENTATION = 0x0112
 _EXIF_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
@@ -123,14 +127,27 @@ def read_image_shape(path: str | Path) -> tuple[int, int]:
     EXIF orientations 5-8 swap width and height, as :func:`yolokit.data.sources.read_image` applies the EXIF
     orientation of every format when decoding. Raises ``OSError`` when the file is not a readable image.
     """
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as image:
-        width, height = image.size
-        if _exif_orientation(image) in _EXIF_TRANSPOSED:
-            width, height = height, width
+    from yolokit.data.image import MAX_IMAGE_PIXELS
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if _exif_orientation(image) in _EXIF_TRANSPOSED:
+                    width, height = height, width
+    except Image.DecompressionBombError as error:
+        raise OSError(f"decompression bomb ({error})") from None
+    except (SyntaxError, EOFError, TypeError) as error:  # raised by some Pillow header parsers on bad files
+        raise OSError(f"bad image header ({error})") from None
     if width < 1 or height < 1:
         raise OSError(f"image has size {width}x{height}")
+    if width * height > MAX_IMAGE_PIXELS:
+        raise OSError(f"image declares {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} yolokit decodes")
     return height, width
 
 
@@ -191,6 +208,9 @@ def parse_label_file(path: str | Path, nc: int) -> ParsedLabels:
 
     Raises ``OSError`` / ``UnicodeDecodeError`` when the file cannot be read as text.
     """
+    size = os.stat(path).st_size
+    if size > MAX_LABEL_BYTES:
+        raise OSError(f"{size} bytes, more than the {MAX_LABEL_BYTES}-byte limit for a label file")
     text = Path(path).read_text(encoding="utf-8-sig")  # a leading BOM is not part of the first row
     classes, boxes, messages = [], [], []
     seen: dict[tuple[float, ...], int] = {}
@@ -272,11 +292,43 @@ def _save_cache(cache_path: Path, files_hash: str, labels: list[ImageLabels], re
         logger.warning(f"Cannot write label cache {cache_path} ({error}); labels will be scanned again next time")
 
 
-def _load_cache(cache_path: Path, files_hash: str) -> tuple[list[ImageLabels], ScanReport] | None:
+def _check_npz_sizes(cache_path: Path) -> None:
+    """Every array of the cache must be stored uncompressed and hold the bytes its ``.npy`` header declares (numpy
+    allocates the declared shape before reading, so a few-byte member declaring 10^12 elements is refused here)."""
+    with zipfile.ZipFile(cache_path) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+                raise ValueError(f"member {info.filename} is compressed; yolokit writes stored members")
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(member)
+            if dtype.hasobject or int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
+                raise ValueError(f"member {info.filename} declares {shape} {dtype} in {info.file_size} bytes")
+
+
+def _check_cached_values(data: dict[str, np.ndarray], nc: int) -> None:
+    """What a scan would never have written: classes outside ``[0, nc)``, non-finite or out-of-range boxes, empty
+    shapes or negative counts (a cache whose hash matches is still input). Raises ``ValueError`` naming it."""
+    cls, boxes = data["cls"], data["bboxes"]
+    if cls.dtype.kind not in "iu" or boxes.dtype.kind != "f" or data["shapes"].dtype.kind not in "iu":
+        raise ValueError(f"unexpected dtypes {cls.dtype}/{boxes.dtype}/{data['shapes'].dtype}")
+    if cls.size and (cls.min() < 0 or cls.max() >= nc):
+        raise ValueError(f"class ids {int(cls.min())}..{int(cls.max())} outside [0, {nc})")
+    if boxes.size and not (np.isfinite(boxes).all() and (boxes >= 0).all() and (boxes <= 1).all()
+                           and (boxes[:, 2:] > 0).all()):  # fmt: skip
+        raise ValueError("boxes that are not finite normalised cx, cy, w, h in [0, 1]")
+    if (data["shapes"] < 1).any() or (data["counts"] < 0).any():
+        raise ValueError("image shapes below 1 pixel or negative box counts")
+
+
+def _load_cache(cache_path: Path, files_hash: str, nc: int) -> tuple[list[ImageLabels], ScanReport] | None:
     """Labels and report from ``cache_path`` when it exists, is readable and matches ``files_hash``; else None."""
     if not cache_path.is_file():
         return None
     try:
+        _check_npz_sizes(cache_path)
         with np.load(cache_path, allow_pickle=False) as archive:
             meta = json.loads(str(archive["meta"]))
             if meta.get("version") != CACHE_VERSION or meta.get("hash") != files_hash:
@@ -288,7 +340,9 @@ def _load_cache(cache_path: Path, files_hash: str) -> tuple[list[ImageLabels], S
         if not (len(data["im_files"]) == len(data["shapes"]) == len(data["counts"])
                 and offsets[-1] == len(data["cls"]) == len(data["bboxes"]) and data["bboxes"].shape[1:] == (4,)):
             raise ValueError("inconsistent array lengths")
-    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as error:
+        _check_cached_values(data, nc)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, AttributeError,
+            RecursionError, MemoryError) as error:  # fmt: skip
         logger.warning(f"Ignoring unreadable label cache {cache_path} ({error}); scanning again")
         return None
     labels = [
@@ -325,7 +379,7 @@ def scan_labels(image_paths: list[Path] | list[str], nc: int, *, cache_path: str
     paths = [Path(p) for p in image_paths]
     cache_file = Path(cache_path) if cache_path is not None else None
     files_hash = _files_hash(paths, nc) if cache_file is not None else ""
-    if cache_file is not None and (cached := _load_cache(cache_file, files_hash)) is not None:
+    if cache_file is not None and (cached := _load_cache(cache_file, files_hash, nc)) is not None:
         log_report(cached[1], desc)
         return cached
     labels: list[ImageLabels] = []

@@ -25,6 +25,7 @@ import yaml
 
 from yolokit.errors import SpecError
 from yolokit.models.spec_limits import MAX_CLASSES, check_spec_limits
+from yolokit.utils.yaml_safe import safe_load
 
 __all__ = [
     "KNOWN_MODULES",
@@ -132,7 +133,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _parse_yaml_text(text: str, where: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        data = safe_load(text)
     except yaml.YAMLError as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SpecError(f"model spec {where!r} is not valid YAML ({first}); fix the file") from exc

@@ -106,3 +106,25 @@ def test_onnx_export_keeps_the_detections(model: YOLO, expected: dict, tmp_path:
     for image in ("bus.jpg", "zidane.jpg"):
         assert_detections(_rows(exported.predict(FOLDER / image, verbose=False)[0]),
                           expected["detections_xyxy_conf_cls"][image])
+
+
+COCO8 = pathlib.Path(os.environ.get("YOLOKIT_COCO8", FOLDER.parent / "coco8")) / "coco8.yaml"
+needs_coco8 = pytest.mark.skipif(not COCO8.is_file(), reason="needs the coco8 fixture beside the yolov5 one "
+                                 "(../shared/fixtures/coco8, GPL-3.0 images, not in the repository) or YOLOKIT_COCO8")
+
+
+@needs_coco8
+def test_validation_uses_the_originals_val_defaults(model: YOLO, tmp_path: pathlib.Path, monkeypatch) -> None:
+    """COCO-exact evaluator on real photographs with val.py's settings (conf 0.001, iou 0.6); a value you pass wins.
+    Measured: mAP50-95 0.4707, mAP50 0.7047 on coco8's 4 val images (docs/yolov5.md)."""
+    from yolokit.eval import validator
+
+    seen = []
+    original = validator.validate
+    monkeypatch.setattr(validator, "validate", lambda backend, config, **kw: seen.append(config) or original(
+        backend, config, **kw))
+    metrics = model.val(data=str(COCO8), plots=False, project=str(tmp_path), verbose=False)
+    assert (seen[0].iou, seen[0].conf) == (0.6, 0.001)
+    assert metrics.map == pytest.approx(0.4707, abs=5e-4) and metrics.map50 == pytest.approx(0.7047, abs=5e-4)
+    model.val(data=str(COCO8), iou=0.7, plots=False, project=str(tmp_path), verbose=False)
+    assert seen[1].iou == 0.7

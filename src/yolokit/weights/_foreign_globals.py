@@ -236,6 +236,9 @@ def normalize_global(module: str, name: str) -> str:
     elif module in _compat_pickle.IMPORT_MAPPING:
         module = _compat_pickle.IMPORT_MAPPING[module]
     module = "pathlib" if module == "pathlib._local" else _ALIASES.get(module, module)
+    if module == "ultralytics.nn.modules":  # 8.0.x before 8.0.9x: one flat modules.py; now conv/block/head/...
+        module = next((f"{module}.{sub}" for sub in ("conv", "block", "head", "transformer")
+                       if name in _RECORD_CLASSES[f"{module}.{sub}"].split()), module)
     return f"{module}.{name}"
 
 

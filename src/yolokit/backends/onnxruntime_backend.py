@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from yolokit.backends.base import BackendBase, check_batch, check_nms_free
+from yolokit.backends.onnx_checks import check_onnx_metadata
 from yolokit.errors import ConfigError, ExportError
 from yolokit.export.onnx import INPUT_NAME, decode_metadata, export_onnx, prepare_for_export, require
 from yolokit.utils.threads import ThreadPlan, session_threads
@@ -117,11 +118,16 @@ class OnnxRuntimeBackend(BackendBase):
         self._model: Any = None  # set by from_model: exports the other head on demand
         self._cache = False
         self._sessions: dict[bool, Any] = {}
-        meta = decode_metadata(dict(session.get_modelmeta().custom_metadata_map))
+        try:
+            meta = decode_metadata(dict(session.get_modelmeta().custom_metadata_map))
+        except (ValueError, TypeError, RecursionError) as error:  # e.g. names keys that are not ints
+            raise ExportError(f"ONNX model metadata is malformed ({type(error).__name__}): re-export the model "
+                              "with yolokit's export (format=onnx)") from None  # fmt: skip
         for key in _REQUIRED_METADATA:
             if key not in meta:
                 raise ExportError(f"ONNX model has no yolokit metadata '{key}' (not written by yolokit's "
                                   "export_onnx): re-export it with yolokit.export.onnx.export_onnx")
+        check_onnx_metadata(meta, list(session.get_inputs()[0].shape), list(session.get_outputs()[0].shape))
         self.metadata: dict[str, Any] = meta
         self._sessions[bool(meta["nms_free"])] = session
         self.nms_free = bool(meta["nms_free"])

@@ -96,5 +96,11 @@ def increment_dir(base: str | Path, exist_ok: bool = False, mkdir: bool = True) 
         while (path := base.with_name(f"{base.name}{number}")).exists():
             number += 1
     if mkdir:
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # unwritable or missing parent: one line, not a traceback
+            from yolokit.errors import ConfigError
+
+            raise ConfigError(f"cannot create the output folder {path} ({err.strerror or err}); choose a writable "
+                              "folder with project=...") from None  # fmt: skip
     return path

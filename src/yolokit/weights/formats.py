@@ -119,9 +119,16 @@ def probe_weights(path: str | Path) -> OpenedWeights:
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file not found; check the path (expected {SUPPORTED})")
-    handle = open(path, "rb")  # noqa: SIM115 - the returned OpenedWeights owns and closes it
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the returned OpenedWeights owns and closes it
+    except OSError as err:  # PermissionError, a FIFO that vanished, ...
+        raise WeightsError(f"{path}: cannot open the weights file ({err.strerror or err}); check its permissions") \
+            from None
     try:
         return _probe(path, handle)
+    except OSError as err:  # a read error while probing (EIO, a directory turned file, ...)
+        handle.close()
+        raise WeightsError(f"{path}: cannot read the weights file ({err.strerror or err})") from None
     except BaseException:
         handle.close()
         raise

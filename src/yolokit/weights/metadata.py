@@ -92,6 +92,12 @@ def build_metadata(
     return normalize_metadata(raw)
 
 
+def _max_classes() -> int:
+    from yolokit.models.spec_limits import MAX_CLASSES
+
+    return MAX_CLASSES
+
+
 def _fail(source: str | None, message: str) -> WeightsError:
     where = f"{source}: " if source else ""
     return WeightsError(f"{where}invalid weights metadata: {message}")
@@ -100,7 +106,10 @@ def _fail(source: str | None, message: str) -> WeightsError:
 def _normalize_names(names: Any, spec: dict, source: str | None) -> dict[int, str]:
     """``{"0": "a"}`` / ``{0: "a"}`` / ``["a"]`` -> ``{0: "a"}``; missing -> ``class0..`` from ``spec['nc']``."""
     if names is None:
-        return {i: f"class{i}" for i in range(int(spec.get("nc", 0) or 0))}
+        nc = spec.get("nc", 0) or 0
+        if not isinstance(nc, int) or not 0 <= nc <= _max_classes():  # checked before range(nc) allocates
+            raise _fail(source, f"'spec.nc' is {nc!r} and there are no 'names'; expected 0..{_max_classes()}")
+        return {i: f"class{i}" for i in range(nc)}
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
     if not isinstance(names, dict):

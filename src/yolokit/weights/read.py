@@ -12,6 +12,7 @@ Tensors keep their **stored** dtype (fp16 stays fp16) and their names lose the w
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from yolokit.weights.formats import OpenedWeights
 
-__all__ = ["WeightsFile", "read_source", "read_weights"]
+__all__ = ["WeightsFile", "read_source", "read_weights", "warn_non_finite"]
+logger = logging.getLogger(__name__)
 
 _ONNX_MESSAGE = (
     "is an ONNX model: yolokit's weights loaders read PyTorch weights only; predict or validate with YOLO(path), "
@@ -62,7 +64,11 @@ def read_source(source: OpenedWeights) -> WeightsFile:
         raise WeightsError(f"{source.path} {_ONNX_MESSAGE}")
     if source.problem is not None:
         raise source.problem
-    state_dict, raw = _read_tensors(source)
+    try:
+        state_dict, raw = _read_tensors(source)
+    except OSError as err:  # PermissionError / EIO while reading the tensors
+        raise WeightsError(f"{source.path}: cannot read the weights file ({err.strerror or err})") from None
+    warn_non_finite(state_dict, source.path)
     metadata = {} if raw is None else normalize_metadata(raw, source=str(source.path))
     return WeightsFile(
         state_dict=strip_wrapper_prefixes(state_dict),
@@ -71,6 +77,24 @@ def read_source(source: OpenedWeights) -> WeightsFile:
         sha256=source.sha256(),
         path=source.path,
     )
+
+
+def warn_non_finite(state_dict: dict[str, torch.Tensor], path: Path) -> list[str]:
+    """Log a warning naming the floating tensors that hold NaN or inf (such weights load but predict nothing);
+    returns their names."""
+    bad = [name for name, tensor in state_dict.items() if tensor.is_floating_point() and not _finite(tensor)]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        logger.warning("%s: %d tensor(s) hold NaN or inf values (%s); the model will not predict sensibly: "
+                       "re-train or re-download the weights", path, len(bad), shown)  # fmt: skip
+    return bad
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    try:
+        return bool(tensor.isfinite().all())
+    except (RuntimeError, NotImplementedError):  # e.g. float8 dtypes: checked in fp32
+        return bool(tensor.float().isfinite().all())
 
 
 def _read_tensors(source: OpenedWeights) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None]:

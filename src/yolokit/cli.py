@@ -154,8 +154,11 @@ def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> 
     if "device" in values:  # a GPU this machine lacks: one line before any model is read or downloaded
         from yolokit.config import check_device
         from yolokit.model import _check_device_present
+        from yolokit.utils.dist import check_device_list
 
-        _check_device_present(check_device("device", values["device"]))
+        listed = "," in values["device"]  # device=0,1: every GPU of the list
+        for name in check_device_list("device", values["device"]).split(",") if listed else [values["device"]]:
+            _check_device_present(check_device("device", name))
     return model, task, values
 
 
@@ -264,6 +267,11 @@ def cmd_val(rest: list[str]) -> int:
 
 def cmd_train(rest: list[str]) -> int:
     model, task, values = _model_settings(_resume_model(rest), "train")
+    from yolokit.train.distributed import launch_local, processes_to_launch
+
+    nproc = processes_to_launch(values)  # device=0,1 / nproc=N: the workers, started through torchrun
+    if nproc:
+        return launch_local(rest, nproc)
     _load(model, task).train(**values)
     return 0
 

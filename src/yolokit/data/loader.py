@@ -93,14 +93,26 @@ class ResumableSampler(Sampler[int]):
 
     def state_dict(self) -> dict[str, int]:
         return {"seed": self.seed, "epoch": self.epoch, "start_index": self.start_index,
-                "num_images": self.num_images, "world_size": self.world_size}
+                "num_images": self.num_images, "world_size": self.world_size, "num_samples": self.num_samples}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore ``epoch`` and ``start_index``; the seed, image count and world size must match."""
-        for key in ("seed", "num_images", "world_size"):
+        """Restore ``epoch`` and ``start_index``; the seed and image count must match.
+
+        Another world size is accepted at an epoch boundary (the saved pass complete: what a training state holds):
+        the next epoch is split over the new number of ranks. A mid-epoch state needs the same world size.
+        """
+        for key in ("seed", "num_images"):
             if key in state and int(state[key]) != getattr(self, key):
                 raise ConfigError(f"sampler state has {key}={state[key]} but this run has {getattr(self, key)}; "
-                                  f"resume with the same data, seed and number of processes")
+                                  f"resume with the same data and seed")
+        saved_world = int(state.get("world_size", self.world_size))
+        if saved_world != self.world_size:
+            saved_samples = int(state.get("num_samples", math.ceil(self.num_images / saved_world)))
+            if int(state.get("start_index", 0)) < saved_samples:
+                raise ConfigError(f"sampler state is mid-epoch with world_size={saved_world} but this run has "
+                                  f"{self.world_size} processes; resume it with {saved_world} processes")
+            self.epoch, self.start_index = int(state["epoch"]), self.num_samples  # the pass is complete
+            return
         start = int(state.get("start_index", 0))
         if not 0 <= start <= self.num_samples:
             raise ConfigError(f"sampler state start_index={start} is outside 0..{self.num_samples}")

@@ -150,7 +150,7 @@ class DetectionLoss:
             pred_logits.detach().sigmoid(), pred_bboxes.detach() * stride_tensor, anchor_points * stride_tensor,
             gt_labels, gt_bboxes, mask_gt,
         )
-        target_scores_sum = assigned.target_scores.sum().clamp(min=1.0)
+        target_scores_sum = target_sum_per_rank(assigned.target_scores.sum())
         loss_cls = F.binary_cross_entropy_with_logits(pred_logits, assigned.target_scores, reduction="none")
         loss_cls = loss_cls.sum() / target_scores_sum
         loss_box = loss_dist = pred_logits.new_zeros(())
@@ -162,6 +162,23 @@ class DetectionLoss:
         box_gain, cls_gain, dfl_gain = self.gains
         items = torch.stack((loss_box * box_gain, loss_cls * cls_gain, loss_dist * dfl_gain))
         return items.sum() * b, items.detach()
+
+
+def target_sum_per_rank(local_sum: torch.Tensor) -> torch.Tensor:
+    """The loss normaliser ``max(sum of target scores, 1)``, of the **global** batch in a multi-process run.
+
+    One process: ``local_sum.clamp(min=1)``. With ``torch.distributed`` initialised (``W`` ranks, each holding a
+    share of the batch): ``max(all-reduced sum, 1) / W``, so that DDP's gradient average of ``W * loss`` (see
+    :mod:`yolokit.train.distributed`) equals one process's gradient on the whole batch (every rank calls the loss
+    once per step, so the all-reduce never waits for a rank that skips it).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return local_sum.clamp(min=1.0)
+    total = local_sum.detach().clone()
+    dist.all_reduce(total)
+    return total.clamp(min=1.0) / dist.get_world_size()
 
 
 class E2EDetectionLoss:

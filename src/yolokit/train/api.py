@@ -80,13 +80,16 @@ def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = 
         return _resume(config, trainer_cls)
     if not config.data:
         raise ConfigError("train needs a dataset: pass data=path/to/data.yaml")
-    with deterministic_mode(config.deterministic):
+    from yolokit.train.distributed import distributed_session
+
+    with deterministic_mode(config.deterministic), distributed_session(config) as session:
         seed_everything(config.seed)
         model, metadata, report = _prepare_model(model, config, parent, trainer_cls)
         run_dir = _run_dir(config)
         trainer = trainer_cls(model, config, run_dir=run_dir, freeze_report=report, metadata=metadata)
         logger.info("Logging results to %s; training for %d epochs", run_dir, config.epochs)
-        trainer.train()
+        with session.guard(trainer):
+            trainer.train()
         return _finish(trainer)
 
 
@@ -125,26 +128,32 @@ def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | N
 def _run_dir(config: TrainConfig) -> Path:
     import yaml
 
+    from yolokit.train.distributed import broadcast_from_main
     from yolokit.utils.dist import is_main_process
     from yolokit.utils.io import atomic_write_text, increment_dir
 
-    run_dir = increment_dir(Path(config.project) / config.name, exist_ok=config.exist_ok, mkdir=is_main_process())
+    run_dir = None
     if is_main_process():
+        run_dir = increment_dir(Path(config.project) / config.name, exist_ok=config.exist_ok, mkdir=True)
         (run_dir / "weights").mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "args.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
-    return run_dir
+    return Path(broadcast_from_main(None if run_dir is None else str(run_dir)))  # rank 0's numbered directory
 
 
 def _finish(trainer: Trainer) -> tuple[nn.Module, dict]:
     """Load the best weights, evaluate them once more (with plots), return them and their metrics."""
+    from yolokit.utils.dist import is_main_process
     from yolokit.weights import load_weights
 
     weights = trainer.run_dir / "weights"
     best_path = weights / "best.safetensors"
-    best_path = best_path if best_path.is_file() else weights / "last.safetensors"
-    model = load_weights(best_path)
     summary: dict[str, Any] = {"best_epoch": trainer.best_epoch + 1, "epochs": trainer.epoch + 1,
                                "save_dir": str(trainer.run_dir), "weights": str(best_path)}
+    if not is_main_process():  # rank 0 evaluates and returns the best weights; another rank returns its EMA model
+        return trainer.ema.module, summary
+    best_path = best_path if best_path.is_file() else weights / "last.safetensors"
+    summary["weights"] = str(best_path)
+    model = load_weights(best_path)
     if trainer.val_split is not None:
         metrics = trainer.validate(model, final=True)
         summary.update(trainer.metrics_summary(metrics))
@@ -190,7 +199,9 @@ def _resume(config: TrainConfig, trainer_cls: type[Trainer] = Trainer) -> tuple[
         raise ConfigError(f"the run in {run_dir} finished (epoch {state['epoch'] + 1}/{cfg.epochs}); nothing to "
                           f"resume: train again from model={run_dir / 'weights' / 'last.safetensors'} instead")
     logger.info("Resuming %s from epoch %d/%d", run_dir, state["epoch"] + 2, cfg.epochs)
-    with deterministic_mode(cfg.deterministic):
+    from yolokit.train.distributed import distributed_session
+
+    with deterministic_mode(cfg.deterministic), distributed_session(cfg) as session:
         model = model_builder(state["spec"])(state["spec"], num_classes=len(state["names"]))
         model.names = {int(k): v for k, v in state["names"].items()}
         params = dict(model.named_parameters())
@@ -206,5 +217,6 @@ def _resume(config: TrainConfig, trainer_cls: type[Trainer] = Trainer) -> tuple[
                               "resume with the same dataset and settings")
         trainer.load_state_dict(state)
         next(h for h in trainer.hooks if h.name == "CheckpointHook").rng = state["rng"]
-        trainer.train()
+        with session.guard(trainer):
+            trainer.train()
         return _finish(trainer)

@@ -99,6 +99,7 @@ class ClassifyTrainer(Trainer):
 
     task = "classify"
     metric_labels = ("top1_acc", "top5_acc")
+    loss_sums_batch = False  # a mean over the batch: DDP's gradient average is already the global batch's
 
     @staticmethod
     def dataset_names(data: str) -> dict[int, str]:
@@ -108,7 +109,6 @@ class ClassifyTrainer(Trainer):
 
     def _build_data(self) -> None:
         from yolokit.data.classify import ClassifyDataset, load_classify_data
-        from yolokit.data.loader import build_dataloader
 
         cfg = self.config
         self.data = load_classify_data(cfg.data)
@@ -116,7 +116,7 @@ class ClassifyTrainer(Trainer):
         self.train_dataset = ClassifyDataset(self.data, "train", self.imgsz, augment=True, hyp=cfg, seed=cfg.seed,
                                              fraction=cfg.fraction)
         self.workers = loader_workers(cfg, self.device)
-        self.loader = build_dataloader(self.train_dataset, cfg.batch, self.workers, shuffle=True, seed=cfg.seed)
+        self.loader = self.build_train_loader(self.train_dataset)  # this rank's share, batch / world_size per step
         self.batches_per_epoch = len(self.loader)
         self.val_split = self.data.val_split
         self.fingerprint = samples_fingerprint(self.train_dataset.samples, self.data.root)

@@ -19,12 +19,14 @@ from typing import Any
 
 from yolokit.config import MAX_IMGSZ, Settings, check_device
 from yolokit.errors import ConfigError
+from yolokit.utils.dist import check_device_list
 
 __all__ = ["TrainConfig", "OPTIMIZERS", "RESUME_OVERRIDES"]
 
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "MuSGD")
 # Keys a resumed run may change (the rest must equal the run's): where and how verbosely it runs, registration.
-RESUME_OVERRIDES = ("resume", "model", "workers", "device", "verbose", "register", "registry")
+RESUME_OVERRIDES = ("resume", "model", "workers", "device", "verbose", "register", "registry", "nproc",
+                    "dist_timeout")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,10 @@ class TrainConfig(Settings):
     deterministic: bool = True  # torch deterministic algorithms (warn_only) for the duration of the run
     amp: bool = True  # mixed precision, used on CUDA only
     resume: bool | str = False  # True (with model=RUN/weights/last.safetensors) or a run directory
+    # --- several processes (docs/distributed.md; batch above is the global batch, split over the processes) -----
+    nproc: int = 0  # processes 'yolokit train' starts here via torchrun (0: one per GPU of device=0,1,..., else 1)
+    sync_bn: bool = False  # BatchNorm statistics over the global batch (SyncBatchNorm, CUDA only)
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run stops
     # --- outputs ---------------------------------------------------------------------------------------------
     project: str = "runs"
     name: str = "train"
@@ -114,7 +120,11 @@ class TrainConfig(Settings):
         if not self.name or not self.project:
             raise ConfigError("project and name must not be empty: pass e.g. project=runs name=train")
         self.normalize("optimizer", _canonical_optimizer(self.optimizer))
-        if self.device:
+        self.check_range("nproc", ge=0)
+        self.check_range("dist_timeout", gt=0)
+        if self.device and "," in str(self.device):
+            self.normalize("device", check_device_list("device", self.device))
+        elif self.device:
             self.normalize("device", check_device("device", self.device))
         from yolokit.data.augment import TrainAugmentConfig
 

@@ -89,13 +89,16 @@ class EpochSetupHook(HookBase):
 
 
 class EvalHook(HookBase):
-    """After each epoch (``val=True``) and always after the last one: validate the EMA model on the val split."""
+    """After each epoch (``val=True``) and always after the last one: validate the EMA model on the val split
+    (on the main process only in a multi-process run: the others go on to the epoch's closing all-reduce)."""
 
     def after_epoch(self) -> None:
+        from yolokit.utils.dist import is_main_process
+
         t = self.trainer
         t.metrics = None
         last = t.epoch == t.epochs - 1
-        if t.val_split is not None and (t.config.val or last):
+        if t.val_split is not None and (t.config.val or last) and is_main_process():
             t.metrics = t.validate(t.ema.module)
 
 

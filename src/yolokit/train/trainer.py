@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from yolokit.train.config import TrainConfig
+from yolokit.train.distributed import DistributedSyncHook, current_context, gradient_sync, wrap_model
 from yolokit.train.ema import ModelEMA
 from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookBase, ScheduleHook
 from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
@@ -133,13 +134,15 @@ class Trainer(TrainerBase):
     """
 
     task = "detect"  # the task of the models this trainer trains (recorded in the training state)
+    loss_sums_batch = True  # the loss grows with the batch (detection's loss * batch): scaled by the world size in DDP
     metric_labels = ("P", "R", "mAP50", "mAP50-95")  # the epoch log's titles of metric_columns
 
     def __init__(self, model: nn.Module, config: TrainConfig, *, run_dir: Path, freeze_report: Any = None,
                  metadata: dict[str, Any] | None = None, hooks: list[HookBase] | None = None) -> None:
         super().__init__()
         self.config, self.run_dir, self.freeze_report = config, Path(run_dir), freeze_report
-        self.device = resolve_device(config.device)
+        self.dist = current_context(config)  # rank, world size, this rank's device (one process: rank 0 of 1)
+        self.device = self.dist.device
         # channels_last: oneDNN's convolutions (forward and backward) are 1.3x faster in it on the CPU than in NCHW
         # (benchmarks/README.md); the saved tensors are made contiguous again (weights/native.py)
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
@@ -148,6 +151,8 @@ class Trainer(TrainerBase):
         self.metadata = dict(metadata or {})
         self._build_data()
         self._build_optimization()
+        # DDP around the model in several processes (self.model stays the unwrapped module that is saved)
+        self.forward_model = wrap_model(self.model, self.dist, bool(getattr(config, "sync_bn", False)))
         self.metrics: Any = None  # the last validation's DetectionMetrics (None when not validated)
         self.is_best, self.best_epoch, self.best_fitness = False, -1, float("-inf")
         self.loss_mean: torch.Tensor | None = None  # running mean of the epoch's loss items, (3,)
@@ -159,7 +164,6 @@ class Trainer(TrainerBase):
     def _build_data(self) -> None:
         from yolokit.config import fit_imgsz
         from yolokit.data.dataset import load_data_config
-        from yolokit.data.loader import build_dataloader
         from yolokit.data.train_dataset import TrainDataset
         from yolokit.train.checkpoint import dataset_fingerprint
 
@@ -175,13 +179,20 @@ class Trainer(TrainerBase):
         self.train_dataset = TrainDataset(data, "train", self.imgsz, augment=True, hyp=cfg, stride=self.stride,
                                           batch_size=cfg.batch, seed=cfg.seed, progress=cfg.verbose)
         self.workers = loader_workers(cfg, self.device)
-        self.loader = build_dataloader(self.train_dataset, cfg.batch, self.workers, shuffle=True, seed=cfg.seed)
+        self.loader = self.build_train_loader(self.train_dataset)
         self.batches_per_epoch = len(self.loader)
         self.val_split = next((s for s in ("val", "test") if data.splits.get(s)), None)
         self.fingerprint = dataset_fingerprint(self.train_dataset.labels, data.root)
         logger.info("Training on %d images (%d batches of %d, %d workers), validating on %s, imgsz=%d",
                     len(self.train_dataset), self.batches_per_epoch, cfg.batch, self.workers,
                     f"split '{self.val_split}'" if self.val_split else "nothing (no val split)", self.imgsz)
+
+    def build_train_loader(self, dataset: Any) -> Any:
+        """The training loader: this rank's share of each epoch, ``batch / world_size`` images per step."""
+        from yolokit.data.loader import build_dataloader
+
+        return build_dataloader(dataset, self.dist.local_batch(self.config.batch), self.workers, shuffle=True,
+                                seed=self.config.seed, rank=self.dist.rank, world_size=self.dist.world_size)
 
     def _build_loss(self) -> None:
         """``loss_fn(preds, batch) -> (loss, items)`` and ``loss_names`` (a task's trainer overrides this)."""
@@ -262,15 +273,20 @@ class Trainer(TrainerBase):
     def run_step(self, batch: dict[str, Any]) -> None:
         """Forward and backward of one batch; an optimizer step once ``accumulate`` batches have been summed."""
         batch = self.preprocess(batch)
-        with torch.autocast(self.device.type, enabled=self.amp):
-            preds = self.model(batch["img"])
-            loss, items = self.loss_fn(preds, batch)
-        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+        step_now = self.iteration - self.last_opt_step >= self.accumulate
+        # DDP syncs gradients before an optimizer step and at an epoch's end (the state saved then is every rank's)
+        with gradient_sync(self.forward_model, step_now or self.inner_iter == self.batches_per_epoch - 1):
+            with torch.autocast(self.device.type, enabled=self.amp):
+                preds = self.forward_model(batch["img"])
+                loss, items = self.loss_fn(preds, batch)
+            if self.loss_sums_batch and self.dist.world_size > 1:
+                loss = loss * self.dist.world_size  # DDP averages: the sum over the global batch, as one process
+            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
         items = items.detach().float().cpu()
         i = self.inner_iter
         self.loss_mean = items if self.loss_mean is None else (self.loss_mean * i + items) / (i + 1)
         self.last_batch = batch
-        if self.iteration - self.last_opt_step >= self.accumulate:
+        if step_now:
             self.optimizer_step()
             self.last_opt_step = self.iteration
 
@@ -379,5 +395,6 @@ def default_hooks(trainer: Trainer) -> list[HookBase]:
     """The standard hooks, in their required order (see :mod:`yolokit.train.hooks`)."""
     from yolokit.train.output_hooks import CheckpointHook, PlotsHook, ProgressHook, ResultsHook
 
+    sync = [DistributedSyncHook()] if trainer.dist.enabled else []  # loss means and early stop across the ranks
     return [ScheduleHook(), EpochSetupHook(), ProgressHook(), PlotsHook(), EvalHook(),
-            BestFitnessHook(trainer.config.patience), ResultsHook(), CheckpointHook()]
+            BestFitnessHook(trainer.config.patience), *sync, ResultsHook(), CheckpointHook()]

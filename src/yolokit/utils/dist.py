@@ -2,11 +2,18 @@
 
 Only the main process (global rank 0) writes files, prints progress bars or logs summaries. Code that writes to
 disk asks :func:`is_main_process` first, so multi-process runs never race on the same file.
+:func:`parse_device_list` / :func:`check_device_list` read a multi-GPU ``device=0,1,...`` (the training processes'
+launch and device choice live in :mod:`yolokit.train.distributed`).
 """
 
 from __future__ import annotations
 
 import os
+
+from yolokit.errors import ConfigError
+
+__all__ = ["get_rank", "get_local_rank", "get_world_size", "is_main_process", "parse_device_list",
+           "check_device_list"]
 
 
 def get_rank() -> int:
@@ -27,3 +34,27 @@ def get_world_size() -> int:
 def is_main_process() -> bool:
     """True on the process that owns files, logs and progress bars."""
     return get_rank() == 0
+
+
+def parse_device_list(device: str) -> list[int] | None:
+    """``"0,1,3"`` (or ``"cuda:0,cuda:1"``) -> ``[0, 1, 3]``; ``None`` for one device (``""``, ``"cpu"``, ``"0"``)."""
+    text = str(device).strip().lower()
+    if "," not in text:
+        return None
+    return [int(part.strip().removeprefix("cuda:")) for part in text.split(",")]
+
+
+def check_device_list(key: str, value: str) -> str:
+    """A list of distinct GPU indices as ``"0,1,..."``.
+
+    Raises:
+        ConfigError: a part is not a GPU index (``cuda:N`` or ``N``), or an index repeats.
+    """
+    try:
+        indices = parse_device_list(value)
+    except ValueError:
+        indices = None
+    if not indices or any(i < 0 for i in indices) or len(set(indices)) != len(indices):
+        raise ConfigError(f"{key}={value!r}: a device list holds distinct GPU indices, e.g. {key}=0,1 (one training "
+                          f"process per GPU); for several CPU processes pass {key}=cpu nproc=N")
+    return ",".join(map(str, indices))

@@ -311,7 +311,7 @@ def test_deflate_bomb_storage_is_refused(tmp_path: pathlib.Path, monkeypatch: py
 
 def test_total_storage_above_memory_is_refused(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_foreign_archive, "available_memory", lambda: 1000)
-    with pytest.raises(WeightsError, match="more than this machine's 1000 bytes"):
+    with pytest.raises(WeightsError, match="more than the 1000 bytes this process may allocate"):
         read_ultralytics(FIXTURES / "yolov8-tiny-random.pt")
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -156,3 +158,28 @@ def test_recorded_normalisation_and_resize_are_applied():
     assert torch.allclose(batch[0], (plain - 0.5) / 0.25, atol=1e-6)
     assert torch.equal(classify_preprocess([image], 64)[0],
                        torch.from_numpy(eval_crop(image, 64)).permute(2, 0, 1).float() / 255)
+
+
+PHOTOS_ROOT = Path(os.environ.get("YOLOKIT_YOLOV5_FIXTURES", "/nonexistent")).parent  # yolov5/, coco8/ beside it
+PHOTOS = json.loads((CLS / "yolo11-cls-tiny-photos.json").read_text())
+
+
+@pytest.mark.skipif(not all((PHOTOS_ROOT / i["file"]).is_file() for i in PHOTOS["images"]),
+                    reason="needs the shared yolov5/ and coco8/ fixtures (real photographs, not in the repository)")
+def test_top1_and_probabilities_on_real_photographs_equal_the_reference():
+    """A reference-written -cls checkpoint whose outputs are not saturated on photographs at 64 px (README), on
+    bus.jpg, zidane.jpg and coco8's val images (JPEGs of 480-1080 px): the reference's probabilities and top-1 at
+    imgsz 64, and at the default size, which both take from the file's train args (640, not the recorded crop)."""
+    from yolokit.utils.io import sha256_file
+
+    files = [PHOTOS_ROOT / i["file"] for i in PHOTOS["images"]]
+    assert [sha256_file(f) for f in files] == [i["sha256"] for i in PHOTOS["images"]]
+    assert sha256_file(CLS / "yolo11-cls-tiny-photos.pt") == PHOTOS["weights_sha256"]
+    model = YOLO(CLS / "yolo11-cls-tiny-photos.pt")
+    for key, imgsz in (("imgsz64", {"imgsz": 64}), ("default", {})):
+        results = model.predict([str(f) for f in files], verbose=False, **imgsz)
+        probs = np.stack([r.probs.data.numpy() for r in results])
+        assert np.abs(probs - np.array([i[f"probs_{key}"] for i in PHOTOS["images"]])).max() <= 1e-4, key
+        assert [r.probs.top1 for r in results] == [i[f"top1_{key}"] for i in PHOTOS["images"]]
+    assert model.metadata["imgsz"] == PHOTOS["default_imgsz"][0] == 640
+    assert len({i["top1_imgsz64"] for i in PHOTOS["images"]}) == 3  # every class wins somewhere: top-1 informs

@@ -83,3 +83,49 @@ def test_classifier_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+CLS_ARTEFACTS = ("args.yaml", "results.csv", "results.png", "labels.png", "train_batch0.jpg", "confusion_matrix.png",
+                 "confusion_matrix_normalized.png", "val_batch0_labels.jpg", "val_batch0_pred.jpg", "metrics.json",
+                 "weights/last.safetensors", "weights/best.safetensors", "weights/last_state.pt")
+TINY_CLS_SPEC = {"nc": 5, "scales": {"n": [1.0, 1.0, 1024]},
+                 "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [16, 3, 2]], [-1, 1, "C2f", [16, True]],
+                              [-1, 1, "Conv", [16, 3, 2]]], "head": [[-1, 1, "Classify", ["nc"]]]}
+
+
+@pytest.mark.slow
+def test_cli_classify_train_writes_the_training_outputs_resumes_and_feeds_the_other_modes(tmp_path, capsys):
+    """``yolokit classify train`` on the synthetic set: the artefacts detection training writes, resume through
+    ``yolokit train resume=`` (no task word: the saved state says classify), then val / export / predict of the
+    best weights with no task word (the task comes from the weights)."""
+    import torch
+    import yaml
+
+    from yolokit.data.classify_synth import make_synthetic_classification
+    from yolokit.train.checkpoint import load_state, save_state
+
+    torch.set_num_threads(1)
+    shapes = make_synthetic_classification(tmp_path / "shapes", n_train=15, n_val=5, imgsz=40)
+    spec = tmp_path / "tiny-cls.yaml"
+    spec.write_text(yaml.safe_dump(TINY_CLS_SPEC))
+    assert main(["classify", "train", f"model={spec}", f"data={shapes}", "epochs=1", "imgsz=32", "batch=8",
+                 "workers=0", "warmup_epochs=0", f"project={tmp_path}", "name=run"]) == 0, capsys.readouterr().err
+    run = tmp_path / "run"
+    assert [name for name in CLS_ARTEFACTS if not (run / name).is_file()] == []
+    assert "metrics/accuracy_top1" in (run / "results.csv").read_text().splitlines()[0]
+    state_path = run / "weights" / "last_state.pt"  # the finished 1-epoch run made an unfinished 2-epoch one
+    state = load_state(state_path)
+    state["config"]["epochs"], state["finished"] = 2, False
+    save_state(state_path, state)
+    assert main(["train", f"resume={run}"]) == 0, capsys.readouterr().err
+    assert len((run / "results.csv").read_text().splitlines()) == 3 and load_state(state_path)["epoch"] == 1
+    best = run / "weights" / "best.safetensors"
+    capsys.readouterr()
+    assert main(["val", f"model={best}", f"data={shapes}", f"project={tmp_path}", "name=v", "plots=False"]) == 0
+    assert "top1_acc" in capsys.readouterr().out
+    assert main(["export", f"model={best}", f"file={tmp_path / 'best.onnx'}"]) == 0
+    assert YOLO(tmp_path / "best.onnx").task == "classify"
+    assert main(["predict", f"model={tmp_path / 'best.onnx'}", f"source={IMAGES[0]}", f"project={tmp_path}",
+                 "name=p", "save_txt=True"]) == 0
+    lines = (tmp_path / "p" / "labels" / "wide.txt").read_text().splitlines()
+    assert len(lines) == 5 and lines[0].split()[1] in {"cross", "ellipse", "rectangle", "star", "triangle"}

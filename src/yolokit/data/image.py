@@ -54,8 +54,10 @@ def check_image_size(buffer: bytes | np.ndarray, name: str = "<bytes>") -> tuple
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(buffer)) as img:
                 width, height = img.size
-    except Image.DecompressionBombError:
-        width, height = MAX_IMAGE_PIXELS + 1, 1
+    except Image.DecompressionBombError as err:  # Pillow's own header check fired first (over 2 x its limit)
+        raise SourceError(f"cannot read image {name}: {str(err).split(',')[0]}, more than the {MAX_IMAGE_PIXELS} "
+                          "pixels yolokit decodes (a decompression bomb or a huge image); downscale it first") \
+            from None
     except (UnidentifiedImageError, OSError, ValueError, TypeError, SyntaxError, EOFError):
         return None
     if width * height > MAX_IMAGE_PIXELS:

@@ -87,3 +87,17 @@ def test_the_budget_is_judged_on_top1(shapes):
                                           r"int8_budget=1 even with"):
         quantize_int8(fp32, calibration, shape_hw=(64, 64), stride=1, evaluate=evaluate, sensitivity_rounds=1,
                       preprocess=preprocess, metric="top-1")
+
+
+def test_the_benchmark_table_of_a_classifier_reports_top1(shapes, tmp_path):
+    from yolokit.deploy.benchmark import benchmark, format_table
+    from yolokit.weights import load_model
+
+    rows = benchmark(load_model(CHECKPOINT), data=str(shapes), imgsz=64, rows=("pytorch-fp32", "onnx-fp32"),
+                     rounds=3, out=tmp_path, threads=1)
+    torch_row, onnx_row = rows
+    assert {"top1", "top5"} <= set(torch_row) and "map50_95" not in torch_row
+    assert onnx_row["top1"] == torch_row["top1"] and onnx_row["drop_points"] == 0.0  # FP32: the same top-1
+    assert 0.0 <= torch_row["top1"] <= torch_row["top5"] <= 1.0
+    header = format_table(rows).splitlines()[0]
+    assert "top-1" in header and "mAP" not in header and (tmp_path / "benchmark.json").is_file()

@@ -9,7 +9,8 @@
   together, interleaved, in an order rotated each round (:func:`yolokit.export.latency.paired_latency`), so machine
   drift favours no row; ONNX Runtime and torch get the same thread count;
 - **mAP50-95, mAP50** on the val split of ``data`` (square ``imgsz`` letterbox for every row), and the **drop**
-  vs PyTorch in points (1 point = 0.01 mAP).
+  vs PyTorch in points (1 point = 0.01 mAP); for a classifier **top-1, top-5** (row keys ``top1``, ``top5``) and
+  the top-1 drop.
 
 Rows are logged as a table and written to ``<out>/benchmark.json`` (atomic, main process only).
 """
@@ -49,7 +50,9 @@ def _export(model: Any, row: str, folder: Path, imgsz: int, data: str | None, so
     result = export_model(model, cfg, folder / f"model-{row}.{'onnx' if fmt == 'onnx' else 'torchscript'}",
                           source=source, threads=threads)
     backend = (OnnxRuntimeBackend if fmt == "onnx" else TorchScriptBackend)(result.path, num_threads=threads)
-    fields = {"size_mb": result.size_bytes / 1e6, "map50_95": result.map50_95, "map50": result.map50, "note": ""}
+    scores = (result.top1, result.top5) if getattr(model, "task", "detect") == "classify" else (result.map50_95,
+                                                                                              result.map50)
+    fields = {"size_mb": result.size_bytes / 1e6, "map50_95": scores[0], "map50": scores[1], "note": ""}
     if result.int8 is not None:
         fields["note"] = f"form {result.int8.chosen}" + ("" if result.int8.within_budget else ", OVER BUDGET")
         if not result.int8.faster:
@@ -64,7 +67,8 @@ def _pytorch(model: Any, folder: Path, imgsz: int, data: str | None, threads: in
 
     size = save_weights(model, folder / "model.safetensors").stat().st_size
     backend = TorchBackend(model, num_threads=threads)
-    maps = evaluate_backend(backend, data, imgsz, rect=False) if data else (None, None)
+    task = str(getattr(model, "task", "detect"))
+    maps = evaluate_backend(backend, data, imgsz, rect=False, task=task) if data else (None, None)
     return backend, {"size_mb": size / 1e6, "map50_95": maps[0], "map50": maps[1], "note": "eager fused"}
 
 
@@ -101,11 +105,12 @@ def benchmark(model: Any, *, data: str | None = None, imgsz: int = 640, source: 
                                                     threads, int8 or {})
         x = torch.rand(1, 3, imgsz, imgsz)
         stats = paired_latency({row: (lambda b=b: b(x)) for row, b in backends.items()}, rounds=rounds, warmup=3)
-    return _finish(rows, table, stats, imgsz, threads, out)
+    return _finish(rows, table, stats, imgsz, threads, out, classify=getattr(model, "task", "detect") == "classify")
 
 
 def _finish(rows: tuple[str, ...], table: dict[str, dict[str, Any]], stats: dict[str, Any], imgsz: int,
-            threads: int, out: str | Path) -> list[dict[str, Any]]:
+            threads: int, out: str | Path, classify: bool = False) -> list[dict[str, Any]]:
+    keys = ("top1", "top5") if classify else ("map50_95", "map50")
     from yolokit.utils.dist import is_main_process
     from yolokit.utils.io import atomic_write_json
 
@@ -115,8 +120,8 @@ def _finish(rows: tuple[str, ...], table: dict[str, dict[str, Any]], stats: dict
         fields = table[row]
         drop = None if base is None or fields["map50_95"] is None else 100.0 * (base - fields["map50_95"])
         result.append({"format": row, "size_mb": round(fields["size_mb"], 3),
-                       "latency_ms": round(stats[row].median_ms, 3), "map50_95": fields["map50_95"],
-                       "map50": fields["map50"], "drop_points": None if drop is None else round(drop, 3),
+                       "latency_ms": round(stats[row].median_ms, 3), keys[0]: fields["map50_95"],
+                       keys[1]: fields["map50"], "drop_points": None if drop is None else round(drop, 3),
                        "note": fields["note"], "imgsz": imgsz, "threads": threads})
     logger.info("\n%s", format_table(result))
     if is_main_process():
@@ -127,14 +132,17 @@ def _finish(rows: tuple[str, ...], table: dict[str, dict[str, Any]], stats: dict
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """The rows as an aligned text table (MB = 10^6 bytes, ms median batch 1, drop in mAP50-95 points)."""
+    """The rows as an aligned text table (MB = 10^6 bytes, ms median batch 1, drop in mAP50-95 points; a
+    classifier's rows: top-1 / top-5 and the top-1 drop)."""
     def number(value: Any, digits: int) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
-    lines = [f"{'format':<18}{'size MB':>9}{'latency ms':>12}{'mAP50-95':>10}{'mAP50':>8}{'drop':>7}  note"]
+    keys, titles = (("top1", "top5"), ("top-1", "top-5")) if rows and "top1" in rows[0] else \
+        (("map50_95", "map50"), ("mAP50-95", "mAP50"))
+    lines = [f"{'format':<18}{'size MB':>9}{'latency ms':>12}{titles[0]:>10}{titles[1]:>8}{'drop':>7}  note"]
     for row in rows:
         lines.append(f"{row['format']:<18}{number(row['size_mb'], 2):>9}{number(row['latency_ms'], 2):>12}"
-                     f"{number(row['map50_95'], 4):>10}{number(row['map50'], 4):>8}"
+                     f"{number(row[keys[0]], 4):>10}{number(row[keys[1]], 4):>8}"
                      f"{number(row['drop_points'], 2):>7}  {row['note']}")
     return "\n".join(lines)
 

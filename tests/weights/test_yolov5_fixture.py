@@ -128,3 +128,12 @@ def test_validation_uses_the_originals_val_defaults(model: YOLO, tmp_path: pathl
     assert metrics.map == pytest.approx(0.4707, abs=5e-4) and metrics.map50 == pytest.approx(0.7047, abs=5e-4)
     model.val(data=str(COCO8), iou=0.7, plots=False, project=str(tmp_path), verbose=False)
     assert seen[1].iou == 0.7
+
+
+def test_cli_inspect_names_the_release_and_the_verdict(capsys) -> None:
+    from yolokit.cli import main
+
+    assert main(["inspect", str(WEIGHTS)]) == 0
+    out = capsys.readouterr().out
+    assert "yolov5-pt" in out and "SAFE" in out
+    assert "YOLOv5 checkpoint, release v6.0-v6.1 (6x6-conv stem, C3, SPPF, SiLU; dated 2022-02-08)" in out

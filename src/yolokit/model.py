@@ -275,7 +275,9 @@ class YOLO:
         self.model, self.metadata, self.ckpt_path = best, dict(best.metadata), Path(metrics["weights"])
         self.registry_version = None
         self._backends.clear()
-        if cfg.register:
+        from yolokit.utils.dist import is_main_process
+
+        if cfg.register and is_main_process():  # one registration per run, from rank 0 (which wrote the weights)
             from yolokit.registry import register_trained
 
             register_trained(cfg.register, self.ckpt_path, parent_weights=parent, registry=cfg.registry or None)

@@ -143,7 +143,7 @@ def wrap_model(model: nn.Module, context: DistContext, sync_bn: bool = False) ->
         converted = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         assert converted is model, "a model whose root is a BatchNorm layer"
     device_ids = [context.device.index] if context.device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=True)
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)  # buffers: rank 0's, each forward
 
 
 def gradient_sync(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:

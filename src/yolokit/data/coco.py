@@ -39,6 +39,9 @@ def read_coco_json(json_path: str | Path) -> dict[str, Any]:
                            f"annotation file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise DatasetError(f"cannot read COCO annotation file {path} ({error})") from None
+    except (RecursionError, ValueError) as error:  # nesting too deep, an int of more than 4300 digits
+        raise DatasetError(f"{path}: unreadable JSON ({type(error).__name__}); fix or re-export the annotation "
+                           "file") from None  # fmt: skip
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \
             or not isinstance(data.get("categories"), list):
         found = sorted(data) if isinstance(data, dict) else type(data).__name__

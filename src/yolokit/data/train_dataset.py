@@ -90,7 +90,7 @@ class TrainDataset(EpochState, torch.utils.data.Dataset):
         rect: rectangular batches of aspect-sorted images (the order of ``labels`` changes; no mosaic; use a
             loader with ``shuffle=False`` and ``batch=batch_size``); ``batch_shapes`` holds each batch's ``(H, W)``.
         stride: the model's max stride.
-        cache: read/write the label cache (``labels/<split>.cache``).
+        cache: read/write the label cache (``labels/<split>.yolokit.cache``).
         batch_size: batch size of the rect batches.
         seed: the augmentation seed (the loader sets it: ``build_dataloader(..., seed=)``).
         cache_images: decode and resize every image once, here, and keep them in RAM (read-only arrays that forked

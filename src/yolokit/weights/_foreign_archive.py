@@ -45,6 +45,11 @@ def available_memory() -> int:
     return budget
 
 
+def _line(exc: BaseException) -> str:
+    """An exception's text on one line, at most 200 characters."""
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
+
+
 class _Malformed(Exception):
     """Internal: the pickle is structurally wrong (turned into a WeightsError naming the file)."""
 
@@ -94,9 +99,9 @@ class TorchArchive:
         try:
             self._zip = zipfile.ZipFile(self.path if handle is None else handle)
             infos = self._zip.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-            raise WeightsError(f"{self.path}: not a readable torch zip archive ({exc}); the file is truncated or "
-                               f"corrupt, {_REDO}") from exc  # fmt: skip
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError, OverflowError) as exc:
+            raise WeightsError(f"{self.path}: not a readable torch zip archive ({_line(exc)}); the file is "
+                               f"truncated or corrupt, {_REDO}") from exc  # fmt: skip
         pickles = [i for i in infos if i.filename.endswith("/data.pkl") and i.filename.count("/") == 1]
         if len(pickles) != 1:
             found = "no" if not pickles else f"{len(pickles)}"
@@ -171,9 +176,10 @@ class TorchArchive:
     def _read(self, info: zipfile.ZipInfo) -> bytes:
         try:
             return self._zip.read(info)
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
-            raise WeightsError(f"{self.path}: cannot read '{info.filename}' ({exc}); the archive is truncated or "
-                               f"corrupt, {_REDO}") from exc  # fmt: skip
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError, ValueError,
+                OverflowError) as exc:  # fmt: skip  (ValueError covers a local header name that is not UTF-8)
+            raise WeightsError(f"{self.path}: cannot read '{info.filename}' ({_line(exc)}); the archive is "
+                               f"truncated or corrupt, {_REDO}") from exc  # fmt: skip
 
     def _byteorder(self) -> bool:
         info = self._entries.get(f"{self.folder}/byteorder")

@@ -18,7 +18,6 @@ into a model (``weights.load_model``, ``weights.transfer_weights``) copies them 
 from __future__ import annotations
 
 import json
-import math
 import struct
 import sys
 from pathlib import Path
@@ -26,18 +25,19 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from yolokit.errors import WeightsError
 from yolokit.utils.io import atomic_open
+from yolokit.weights._native_read import (  # noqa: F401 - header checks live there, re-exported here
+    DTYPE_SIZES,
+    MAX_HEADER_BYTES,
+    header_error,
+    parse_header_json,
+    parse_safetensors_header,
+)
 from yolokit.weights.metadata import FORMAT_VERSION, metadata_for_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 MARKER = "yolokit_format"
-MAX_HEADER_BYTES = 100 * 1024 * 1024  # the safetensors cap against huge-JSON denial of service
-# safetensors dtype -> bytes per element (the dtypes torch can represent)
-DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
-}  # fmt: skip
 _REDO = "re-download or re-export the file"
 
 
@@ -57,97 +57,6 @@ def prepare_state_dict(state_dict: dict[str, torch.Tensor], half: bool = False) 
 
 
 # --- safetensors ---------------------------------------------------------------------------------------------------
-def header_error(path: Path, message: str) -> WeightsError:
-    return WeightsError(f"{path}: not a valid safetensors file: {message}; {_REDO}")
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        duplicate = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"duplicate key {duplicate!r}")
-    return dict(pairs)
-
-
-def _check_tensor_entry(path: Path, name: str, entry: Any) -> tuple[int, int]:
-    """Validate one header entry; returns its ``(begin, end)`` byte offsets."""
-    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
-        raise header_error(path, f"tensor '{name}' needs dtype, shape and data_offsets, found {entry!r}"[:300])
-    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if dtype not in DTYPE_SIZES:
-        raise header_error(path, f"tensor '{name}' has unknown dtype {dtype!r} (known: {', '.join(DTYPE_SIZES)})")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise header_error(path, f"tensor '{name}' has invalid shape {shape!r}")
-    if (
-        not isinstance(offsets, list)
-        or len(offsets) != 2
-        or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-        or not 0 <= offsets[0] <= offsets[1]
-    ):
-        raise header_error(path, f"tensor '{name}' has invalid data_offsets {offsets!r}")
-    expected = math.prod(shape) * DTYPE_SIZES[dtype]
-    if offsets[1] - offsets[0] != expected:
-        raise header_error(
-            path,
-            f"tensor '{name}' ({dtype} {shape}) needs {expected} bytes, its offsets {offsets} span "
-            f"{offsets[1] - offsets[0]}",
-        )
-    return offsets[0], offsets[1]
-
-
-def _check_coverage(path: Path, spans: list[tuple[int, int, str]], buffer_size: int) -> None:
-    """Offsets must tile ``[0, buffer_size)`` exactly: no gap, no overlap, nothing past the end."""
-    position = 0
-    for begin, end, name in sorted(spans):
-        if begin != position:
-            what = "overlaps the previous tensor" if begin < position else f"leaves a gap at byte {position}"
-            raise header_error(path, f"tensor '{name}' at offsets [{begin}, {end}] {what}")
-        position = end
-    if position > buffer_size:
-        raise header_error(path, f"file is truncated: tensors need {position} data bytes, found {buffer_size}")
-    if position < buffer_size:
-        raise header_error(path, f"{buffer_size - position} trailing bytes are not covered by any tensor")
-
-
-def parse_safetensors_header(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate the header of safetensors ``data`` (the whole file).
-
-    Returns ``(tensor_entries, raw_metadata)``. Raises ``WeightsError`` naming ``path`` for a header length over
-    100 MB or over the file size, a header not starting with ``{``, invalid or over-deep JSON or duplicate keys,
-    unknown dtypes, and offsets that are out of range, overlapping or not covering the buffer (truncated file).
-    """
-    if len(data) < 8:
-        raise header_error(path, f"file has {len(data)} bytes, fewer than the 8-byte header length")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > MAX_HEADER_BYTES:
-        raise header_error(path, f"header length {header_len} bytes exceeds the 100 MB limit")
-    if header_len > len(data) - 8:
-        raise header_error(path, f"header length {header_len} exceeds the file size ({len(data)} bytes)")
-    return parse_header_json(path, data[8 : 8 + header_len], len(data) - 8 - header_len)
-
-
-def parse_header_json(path: Path, header_bytes: bytes, buffer_size: int) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate the header JSON of a safetensors file whose tensor buffer holds ``buffer_size`` bytes."""
-    from yolokit.weights._native_read import json_depth_exceeds
-
-    if not header_bytes.startswith(b"{"):
-        raise header_error(path, f"header must start with '{{', found {header_bytes[:8]!r}")
-    try:
-        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_reject_duplicates)
-    except RecursionError:
-        raise header_error(path, "header JSON is nested too deeply") from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise header_error(path, f"header is not valid JSON ({str(exc)[:200]})") from None
-    if not isinstance(header, dict) or json_depth_exceeds(header, 3):
-        raise header_error(path, "header must be a JSON object of {name: {dtype, shape, data_offsets}}")
-    raw_meta = header.pop("__metadata__", None) or {}
-    if not isinstance(raw_meta, dict) or not all(isinstance(v, str) for v in raw_meta.values()):
-        raise header_error(path, "'__metadata__' must map strings to strings")
-    spans = [(*_check_tensor_entry(path, name, entry), name) for name, entry in header.items()]
-    _check_coverage(path, spans, buffer_size)
-    return header, raw_meta
-
-
 def decode_safetensors_metadata(path: Path, raw_meta: dict[str, str]) -> dict[str, Any] | None:
     """JSON-decode yolokit's ``__metadata__`` values; ``None`` when the file carries no yolokit marker."""
     if MARKER not in raw_meta:

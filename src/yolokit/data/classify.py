@@ -142,8 +142,12 @@ def _check_image(path: Path) -> str | None:
     try:
         with Image.open(path) as image:
             w, h = image.size
-    except (OSError, UnidentifiedImageError, ValueError) as error:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError, SyntaxError, EOFError) as error:
         return str(error).splitlines()[0] if str(error) else type(error).__name__
+    from yolokit.data.image import MAX_IMAGE_PIXELS
+
+    if w * h > MAX_IMAGE_PIXELS:
+        return f"image declares {w}x{h} pixels, more than the {MAX_IMAGE_PIXELS} yolokit decodes"
     return None if min(w, h) >= MIN_SIDE else f"image size {w}x{h} is below {MIN_SIDE} px"
 
 

@@ -123,5 +123,12 @@ def read_torchscript_metadata(source: str | Path | bytes) -> dict[str, Any]:
         if name is None:
             raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
                               "format=torchscript")
-        raw = json.loads(archive.read(name))
+        if archive.getinfo(name).file_size > 16 * 2**20:  # checked before reading: the size is only declared
+            raise ExportError(f"TorchScript model metadata {name} declares {archive.getinfo(name).file_size} bytes; "
+                              "expected a small yolokit.json: re-export the model")  # fmt: skip
+        try:
+            raw = json.loads(archive.read(name))
+        except (ValueError, RecursionError) as error:
+            raise ExportError(f"TorchScript model metadata is not valid JSON ({type(error).__name__}): re-export "
+                              "the model") from None  # fmt: skip
     return decode_metadata({k: json.dumps(v) for k, v in raw.items()})

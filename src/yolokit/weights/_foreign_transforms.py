@@ -87,11 +87,13 @@ def transform_metadata(record: Any) -> dict[str, Any] | None:
 def batchnorm_eps(model: ModuleRecord) -> float | None:
     """The ``eps`` every BatchNorm record of ``model`` shares (None when there are none or they differ)."""
     found: set[float] = set()
-    stack, seen = [model], 0
-    while stack and seen < 100_000:
+    stack, seen = [model], set()
+    while stack and len(seen) < 100_000:
         record = stack.pop()
-        seen += 1
+        if id(record) in seen:  # shared children (a DAG) are visited once
+            continue
+        seen.add(id(record))
         if record.type_name.startswith("BatchNorm") and isinstance(record.attributes.get("eps"), float):
             found.add(record.attributes["eps"])
-        stack.extend(child for child in record.modules.values() if isinstance(child, ModuleRecord))
+        stack.extend(c for c in record.modules.values() if isinstance(c, ModuleRecord) and id(c) not in seen)
     return found.pop() if len(found) == 1 else None

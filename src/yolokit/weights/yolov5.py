@@ -230,7 +230,9 @@ def _names(model: ModuleRecord, nc: int) -> dict[int, str]:
         return {i: str(v) for i, v in enumerate(names)}
     if isinstance(names, dict):
         return {int(k): str(v) for k, v in names.items()}
-    return {i: f"class{i}" for i in range(nc)}
+    from yolokit.models.spec_limits import MAX_CLASSES
+
+    return {i: f"class{i}" for i in range(min(nc, MAX_CLASSES))}  # more: refused by the names/nc check below
 
 
 def _imgsz(opt: Any) -> int | list[int]:

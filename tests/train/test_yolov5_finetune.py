@@ -82,3 +82,32 @@ def test_fine_tune_from_a_yolov5_checkpoint_with_freeze(data, tmp_path) -> None:
 
     rebuilt = model_builder(best.metadata["spec"])(best.metadata["spec"], num_classes=3)  # what a resume builds
     assert type(rebuilt).__name__ == "YOLOv5Model" and rebuilt.state_dict().keys() == best.state_dict().keys()
+
+
+@pytest.mark.slow
+def test_an_interrupted_yolov5_run_resumes_to_identical_weights(data, tmp_path, monkeypatch) -> None:
+    from yolokit.config import make_config
+    from yolokit.train import output_hooks
+    from yolokit.train.api import train
+    from yolokit.train.config import TrainConfig
+    from yolokit.weights import read_weights
+
+    common = {"spec": TINY_V5, "epochs": 2, "mosaic": 0.0, "val": False}
+    train_tiny(data, tmp_path, "full", **common)
+    original = output_hooks.CheckpointHook.after_epoch
+
+    def stop_after_epoch_1(self):
+        original(self)
+        if self.trainer.epoch == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", stop_after_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(data, tmp_path, "cut", **common)
+    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", original)
+    best, summary = train(None, make_config(TrainConfig, resume=str(tmp_path / "cut"), workers=0))
+    assert summary["epochs"] == 2 and type(best).__name__ == "YOLOv5Model"
+    full = read_weights(tmp_path / "full" / "weights" / "last.safetensors").state_dict
+    resumed = read_weights(tmp_path / "cut" / "weights" / "last.safetensors").state_dict
+    assert full.keys() == resumed.keys() and all(torch.equal(full[k], resumed[k]) for k in full)
+    assert _rows(tmp_path / "full")[-1]["train/obj_loss"] == _rows(tmp_path / "cut")[-1]["train/obj_loss"]

@@ -144,14 +144,14 @@ def _same_outputs(a: nn.Module, b: nn.Module, shape: tuple[int, int] = (96, 64))
 
 @pytest.mark.parametrize(("release", "model_class", "expected"), [
     ("v6", "Model", "v6.0-v6.1"), ("v6", "DetectionModel", "v6.2-v7.0"), ("v5", "Model", "v4.0-v5.0"),
-    ("v3", "Model", "v1.0-v3.0"), ("v3.1", "Model", "v3.1"),
+    ("v3", "Model", "v1.0-v2.0"), ("v3.1", "Model", "v3.0-v3.1"),
 ])
 def test_synthetic_checkpoints_round_trip(tmp_path: pathlib.Path, release: str, model_class: str,
                                           expected: str) -> None:
     spec = tiny_spec(release[:2])
     if release == "v3":
         spec["activation"] = "LeakyReLU(0.1)"
-    elif release == "v3.1":  # Hardswish in Conv, BottleneckCSP's own activation still LeakyReLU(0.1)
+    elif release == "v3.1":  # v3.0+: Hardswish in Conv, BottleneckCSP's own activation still LeakyReLU(0.1)
         spec.update(activation="Hardswish", csp_activation="LeakyReLU(0.1)")
     source = source_model(spec, names={0: "cat", 1: "dog", 2: "bird"})
     yaml = {k: v for k, v in spec.items() if k not in ("activation", "csp_activation")}
@@ -323,7 +323,7 @@ def test_layers_outside_yolokits_and_fused_models_are_refused_naming_them(tmp_pa
     yaml = tiny_spec("v3")  # a v1.0-style head: output convs as rows, Detect reading none
     yaml["head"] = [*yaml["head"][:-1], [-1, 1, "nn.Conv2d", ["na * (nc + 5)", 1, 1]], [[], 1, "Detect", ["nc"]]]
     path = write_v5_checkpoint(source, tmp_path / "v1.pt", yaml)
-    with pytest.raises(WeightsError, match=r"release v1\.0-v3\.0 by its layers\) has layer 14 .*nn\.Conv2d") as exc:
+    with pytest.raises(WeightsError, match=r"release v1\.0-v2\.0 by its layers\) has layer 14 .*nn\.Conv2d") as exc:
         load_model(path)
     assert "\n" not in str(exc.value)
     fused = write_v5_checkpoint(source_model(tiny_spec("v6")).fuse(), tmp_path / "fused.pt", tiny_spec("v6"))

@@ -3,7 +3,7 @@
 The blocks rebuild legacy YOLOv5 checkpoints (releases v1.0-v7.0) with yolokit's own modules; their attribute names
 (``conv``, ``bn``, ``cv1``..``cv4``, ``m``, ``anchors``) give the same state_dict keys as the original models, so a
 checkpoint's tensors load by name. The activation is a parameter (``act``: a module factory), since the releases
-differ: LeakyReLU(0.1) (v1.0-v3.0), Hardswish (v3.1), SiLU (v4.0+). All feature maps are ``(B, C, H, W)``.
+differ: LeakyReLU(0.1) (v1.0-v2.0), Hardswish (v3.0-v3.1), SiLU (v4.0+). All feature maps are ``(B, C, H, W)``.
 
 - ``Bottleneck5``: ``cv2(cv1(x))`` with a 1x1 then a 3x3 Conv, plus ``x`` when ``shortcut and c1 == c2``.
 - ``C3``: ``cv3(cat(m(cv1 x), cv2 x))``, n Bottleneck5 (``e=1``) in ``m``.

@@ -188,12 +188,13 @@ def guess_release(model: ModuleRecord, spec: dict[str, Any]) -> str:
     """The yolov5 release range whose layers the model has, e.g. ``"v6.0-v6.1"``.
 
     6x6-conv stem + SPPF: v6.0-v6.1 (class ``Model``) or v6.2-v7.0 (``DetectionModel``); Focus stem + C3: v4.0-v5.0;
-    BottleneckCSP with LeakyReLU(0.1): v1.0-v3.0, with Hardswish: v3.1.
+    BottleneckCSP with LeakyReLU(0.1) Convs: v1.0-v2.0, with Hardswish Convs: v3.0-v3.1 (the v3.0 release switched
+    Conv's activation; BottleneckCSP kept its own LeakyReLU).
     """
     types = {row[2] for row in spec.get("backbone", []) + spec.get("head", []) if len(row) > 2}
     act = spec.get("activation")
     if "BottleneckCSP" in types and "C3" not in types:
-        return {"LeakyReLU(0.1)": "v1.0-v3.0", "Hardswish": "v3.1"}.get(str(act), "v4.0-v5.0")
+        return {"LeakyReLU(0.1)": "v1.0-v2.0", "Hardswish": "v3.0-v3.1"}.get(str(act), "v4.0-v5.0")
     if "Focus" in types:
         return "v4.0-v5.0"
     if "SPPF" in types:

@@ -52,6 +52,7 @@ def test_classifier_int8_export_records_the_top1_drop(shapes, tmp_path):
     meta = read_onnx_metadata(path)
     quant = meta["quantization"]
     assert meta["task"] == "classify" and meta["precision"] == "int8" and quant["metric"] == "top-1"
+    assert meta["head"] == "classify"  # no NMS
     assert quant["calibration"]["images"] == 12 and meta["parity"]["judged_by"] == "top-1 (INT8)"
     fp32_top1 = source.val(data=str(shapes), imgsz=64, plots=False, project=str(tmp_path / "v"), verbose=False).top1
     assert quant["fp32"]["map50_95"] == pytest.approx(fp32_top1, abs=1e-5)  # the budget's FP32 side: top-1

@@ -93,15 +93,17 @@ def set_onnx_metadata(data: bytes, values: dict[str, Any]) -> bytes:
     return proto.SerializeToString()
 
 
-def _head(cfg: ExportConfig) -> str:
+def _head(cfg: ExportConfig, task: str = "detect") -> str:
+    if task == "classify":
+        return "classify"  # (B, nc) probabilities: no NMS
     return "embedded_nms" if cfg.embed_nms else ("end2end" if not cfg.nms else "nms")
 
 
-def _base_metadata(cfg: ExportConfig, precision: str, source: Path | None) -> dict[str, Any]:
+def _base_metadata(cfg: ExportConfig, precision: str, source: Path | None, task: str = "detect") -> dict[str, Any]:
     from yolokit.utils.io import sha256_file
     from yolokit.weights.metadata import utc_now_iso
 
-    values: dict[str, Any] = {"precision": precision, "head": _head(cfg),
+    values: dict[str, Any] = {"precision": precision, "head": _head(cfg, task),
                               "source_sha256": sha256_file(source) if source and Path(source).is_file() else None,
                               "created": utc_now_iso()}  # when the file was written ('yolokit inspect' shows it)
     if cfg.embed_nms:
@@ -225,7 +227,7 @@ def _torchscript(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], sourc
     from yolokit.backends.torchscript_backend import TorchScriptBackend
     from yolokit.export.torchscript import EXTRA_FILE, export_torchscript
 
-    base = _base_metadata(cfg, "fp32", source)
+    base = _base_metadata(cfg, "fp32", source, _task(model))
     data = export_torchscript(model, None, imgsz=shape_hw, nms_free=not cfg.nms, metadata=base)
     backend = TorchScriptBackend(data, num_threads=threads)
     checks = {"parity": _parity(model, backend, cfg, "fp32", shape_hw),
@@ -242,7 +244,7 @@ def _onnx(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], stride: int,
     from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     data, precision, report = _onnx_bytes(model, cfg, shape_hw, stride, threads)
-    base = _base_metadata(cfg, precision, source)
+    base = _base_metadata(cfg, precision, source, _task(model))
     if report is not None:
         base["quantization"] = report.as_metadata()
         base["calibration_sha256"] = report.calibration["sha256"]

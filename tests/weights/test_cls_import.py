@@ -164,6 +164,7 @@ PHOTOS_ROOT = Path(os.environ.get("YOLOKIT_YOLOV5_FIXTURES", "/nonexistent")).pa
 PHOTOS = json.loads((CLS / "yolo11-cls-tiny-photos.json").read_text())
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not all((PHOTOS_ROOT / i["file"]).is_file() for i in PHOTOS["images"]),
                     reason="needs the shared yolov5/ and coco8/ fixtures (real photographs, not in the repository)")
 def test_top1_and_probabilities_on_real_photographs_equal_the_reference():

@@ -22,7 +22,8 @@ from yolokit.errors import WeightsError
 
 MAX_PICKLE_BYTES = 256 * 2**20  # data.pkl larger than this is refused before reading
 MAX_STORAGE_BYTES = 4 * 2**30  # one storage entry
-MAX_RATIO = 1032  # deflate's largest expansion: a compressed member may not declare more than this many times its size
+MAX_RATIO = 4  # a compressed member may declare at most 4x its compressed bytes + 1 MiB (torch.save stores, never
+#               compresses: so what a member expands to stays within the stated bound of 4x the file + a constant)
 _REDO = "re-download the file or re-save it with the reference tool"
 
 def available_memory() -> int:
@@ -165,7 +166,7 @@ class TorchArchive:
             self._refuse(f"member '{info.filename}' declares {info.compress_size} bytes at offset "
                          f"{info.header_offset}, past the end of the {archive_size}-byte file")  # fmt: skip
         stored = info.compress_type == zipfile.ZIP_STORED
-        if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 64:
+        if (stored and info.file_size != info.compress_size) or info.file_size > MAX_RATIO * info.compress_size + 2**20:
             self._refuse(f"member '{info.filename}' declares {info.file_size} bytes from {info.compress_size} "
                          "bytes in the file")  # fmt: skip
 

@@ -61,7 +61,7 @@ class DemoSizes:
     latency_rounds: int
 
 
-FULL = DemoSizes(imgsz=160, train_a=160, train_b=64, val=32, epochs_a=24, epochs_b=8, batch=8, lr0=0.004,
+FULL = DemoSizes(imgsz=160, train_a=160, train_b=96, val=32, epochs_a=24, epochs_b=8, batch=8, lr0=0.004,
                  calib=64, predict=4, latency_rounds=20)
 QUICK = DemoSizes(imgsz=64, train_a=8, train_b=8, val=4, epochs_a=1, epochs_b=1, batch=8, lr0=0.004,
                   calib=4, predict=2, latency_rounds=3)

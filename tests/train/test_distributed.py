@@ -214,3 +214,17 @@ def test_settings_a_multi_process_run_checks_before_any_rendezvous(monkeypatch):
     with pytest.raises(ConfigError, match="sync_bn=True needs CUDA"):
         with distributed_session(make_config(TrainConfig, {"batch": 8, "device": "cpu", "sync_bn": True})):
             pass
+
+
+def test_cli_train_with_nproc_starts_the_workers_through_torchrun(setup, monkeypatch):
+    import yolokit.train.distributed as distributed
+    from yolokit.cli import main
+
+    spec, data, root = setup
+    calls = []
+    monkeypatch.setattr(distributed, "launch_local", lambda args, nproc: calls.append((list(args), nproc)) or 0)
+    words = [f"model={spec}", f"data={data}", "device=cpu", "nproc=2", f"project={root}", "name=launched"]
+    assert main(["train", *words]) == 0
+    assert calls == [(words, 2)]  # the same words for every worker (which, under torchrun, train themselves)
+    assert main(["train", *words[:-2], "nproc=x"]) == 2  # a bad value: one line, nothing launched
+    assert len(calls) == 1 and not (root / "launched").exists()

@@ -341,7 +341,13 @@ def _sigterm_raises(session: DistributedSession) -> Iterator[None]:
         yield
         return
 
+    owner = os.getpid()
+
     def handler(signum: int, frame: Any) -> None:
+        if os.getpid() != owner:  # a forked loader worker inherited the handler: die as SIGTERM would
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
         if not session.reporting:
             raise _Stopped()
 

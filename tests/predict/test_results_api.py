@@ -61,6 +61,14 @@ def test_verbose_text():
     assert make_results(DATA[1:2]).verbose() == "1 bus, "
 
 
+def test_plural_of_class_names():
+    from yolokit.predict.results import _plural
+
+    assert [_plural(n, 2) for n in ("bus", "cross", "box", "person", "bench")] == [
+        "buses", "crosses", "boxes", "persons", "benches"]
+    assert _plural("bus", 1) == "bus"
+
+
 def test_save_txt_rows_and_append(tmp_path):
     path = tmp_path / "labels" / "img.txt"
     make_results().save_txt(path)

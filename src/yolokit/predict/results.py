@@ -31,6 +31,13 @@ def _divide_xy(boxes: Array, width: int, height: int) -> Array:
     return boxes / np.array([width, height, width, height], dtype=boxes.dtype)
 
 
+
+def _plural(name: str, count: int) -> str:
+    """``"bus"`` -> ``"buses"``, ``"cross"`` -> ``"crosses"``, ``"person"`` -> ``"persons"`` when ``count > 1``."""
+    if count <= 1:
+        return name
+    return name + ("es" if name.endswith(("s", "x", "z", "ch", "sh")) else "s")
+
 class Boxes:
     """Detections of one image: ``data (N, 6)`` rows ``[x1, y1, x2, y2, conf, cls]`` (or 7 with a track id).
 
@@ -317,4 +324,4 @@ class Results:
             return "(no detections), "
         classes = np.asarray(self.boxes.numpy().cls).astype(np.int64)
         ids, counts = np.unique(classes, return_counts=True)
-        return "".join(f"{n} {self._name(int(c))}{'s' if n > 1 else ''}, " for c, n in zip(ids, counts, strict=True))
+        return "".join(f"{n} {_plural(self._name(int(c)), n)}, " for c, n in zip(ids, counts, strict=True))

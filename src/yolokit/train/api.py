@@ -111,7 +111,7 @@ def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | N
         model, _ = prepare_for_training(config.pretrained, names, spec=model.spec)
         parent_sha = sha256_file(config.pretrained)
     elif config.pretrained and _has_weights(model, parent):
-        model, _ = prepare_for_training(model, names)
+        model, _ = prepare_for_training(model, names, source_label=str(parent) if parent is not None else None)
         parent_sha = sha256_file(parent) if parent is not None else None
     else:
         model = model_builder(model.spec)(model.spec, num_classes=len(names))

@@ -22,6 +22,7 @@ file) transfers its class-head tensors by shape only, as any other tensor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -253,7 +254,8 @@ def model_builder(spec: Any) -> Any:
 
 
 def prepare_for_training(
-    source: Any, data_names: Mapping[int, str] | Sequence[str], *, spec: Mapping[str, Any] | str | None = None
+    source: Any, data_names: Mapping[int, str] | Sequence[str], *, spec: Mapping[str, Any] | str | None = None,
+    source_label: str | None = None,
 ) -> tuple[DetectionModel, TransferResult]:
     """A model for ``data_names`` initialised from pretrained weights (see the module docstring for the rules).
 
@@ -262,6 +264,8 @@ def prepare_for_training(
             reference ``.pt`` read by the restricted unpickler: nothing in it is executed).
         data_names: the dataset's classes, ``{0: "cat", ...}`` or a list.
         spec: architecture of the new model (a spec dict, shipped name or YAML path); default: the source's.
+        source_label: how the log names the source (e.g. the file a model was loaded from); default: its path or
+            class name.
 
     Returns:
         ``(model, result)``: the new model in train mode on the CPU, ``names`` set to ``data_names`` and
@@ -273,6 +277,8 @@ def prepare_for_training(
     """
     names = _check_names(data_names)
     src = _read_source(source)
+    if source_label:
+        src = dataclasses.replace(src, label=str(source_label))
     arch = spec if spec is not None else src.spec
     if arch is None:
         raise WeightsError(

@@ -170,18 +170,21 @@ def flatten_state_dict(model: ModuleRecord, path: str | Path, float32: bool = Tr
 
     raw: dict[str, Any] = {}
     _collect(model, "", raw, [], path, [MAX_RECORD_VISITS])
-    budget, out, copies = available_memory(), {}, {}
     for name, tensor in raw.items():
         if not isinstance(tensor, torch.Tensor):
             raise WeightsError(f"{path}: state entry '{name}' is a {type(tensor).__name__}, expected a tensor")
+    # the copies may take at most twice the bytes of the storages behind them (fp16 -> fp32) + 16 MiB
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in raw.values()}
+    budget, out, copies = min(available_memory(), 2 * sum(storages.values()) + 2**24), {}, {}
+    for name, tensor in raw.items():
         if id(tensor) in copies:  # a shared module's tensor under a second name: the same copy, no new memory
             out[name] = copies[id(tensor)][1]
             continue
         dtype = torch.float32 if float32 and tensor.is_floating_point() else tensor.dtype
         budget -= tensor.numel() * dtype.itemsize
         if budget < 0:
-            raise WeightsError(f"{path}: tensors need more memory than this process may allocate (at '{name}'); "
-                               "refused")  # fmt: skip
+            raise WeightsError(f"{path}: tensors need more memory than twice their storages or than this process "
+                               f"may allocate (at '{name}'); refused (corrupt or malicious file)")  # fmt: skip
         out[name] = tensor.to(dtype).contiguous() if dtype != tensor.dtype else tensor.contiguous().clone()
         copies[id(tensor)] = (tensor, out[name])
     if not out:

@@ -59,3 +59,20 @@ def test_redirect_to_http_is_followed(tmp_path):
     with hostile_server(serve) as base:
         path = download_weights(f"{base}/w.pt", dest=tmp_path / "w.pt", progress=False)
     assert path.read_bytes() == payload
+
+
+def test_a_steady_download_may_outlast_the_timeout(tmp_path):
+    """Weights downloads may last ``timeout`` + bytes / MIN_RATE: 400 KB at ~200 KB/s over ~2 s with timeout=1
+    completes, while the trickling server above is cut after about the timeout."""
+    payload = bytes(range(256)) * 1600  # 409600 bytes
+
+    def steady(conn, path):
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload))
+        for start in range(0, len(payload), 40960):
+            time.sleep(0.2)
+            conn.sendall(payload[start:start + 40960])
+
+    with hostile_server(steady) as base:
+        start = time.monotonic()
+        path = download_weights(f"{base}/w.pt", dest=tmp_path / "w.pt", timeout=1.0, progress=False)
+    assert path.read_bytes() == payload and time.monotonic() - start > 1.5

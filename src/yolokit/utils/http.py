@@ -2,7 +2,8 @@
 error of the caller's class (``HTTP 404 for <url>``, a timeout naming the limit, an oversized or short body).
 
 Hostile servers are expected: ``timeout`` bounds the **whole** transfer (connect, headers and body: a watchdog shuts
-the socket down when the deadline passes, so a server sending one byte every few seconds cannot stretch it), the body
+the socket down when the deadline passes, so a server sending one byte every few seconds cannot stretch it; weights
+downloads add time in proportion to the bytes actually received, ``copy_body(min_rate=)``), the body
 is read with single socket reads (``read1``), a body shorter than its ``Content-Length`` is an error (the caller
 discards it), redirects go to ``http``/``https`` URLs only, and ``http.client`` protocol errors (bad status line,
 too many headers, an over-long header line) are one line like every other failure.
@@ -33,20 +34,24 @@ def is_url(source: object) -> bool:
 
 
 class _Deadline:
-    """One transfer's deadline: connections made under it register their sockets, which a timer shuts down (waking
-    any blocked read) when the time is up."""
+    """One transfer's deadline: connections made under it register their sockets, which a watchdog thread shuts
+    down (waking any blocked read) when the time is up. ``extend(seconds)`` moves the end later (never earlier)."""
 
     def __init__(self, seconds: float) -> None:
-        self.end = time.monotonic() + seconds
+        self.start = time.monotonic()
+        self.end = self.start + seconds
         self.sockets: list[socket.socket] = []
         self.expired = False
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(seconds, 0.0), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
 
     def remaining(self) -> float:
         return max(0.001, self.end - time.monotonic())
+
+    def extend(self, seconds_from_start: float) -> None:
+        self.end = max(self.end, self.start + seconds_from_start)
 
     def add(self, sock: Any) -> None:
         with self._lock:
@@ -54,14 +59,17 @@ class _Deadline:
             if self.expired:
                 _shutdown(sock)
 
-    def _expire(self) -> None:
-        with self._lock:
-            self.expired = True
-            for sock in self.sockets:
-                _shutdown(sock)
+    def _watch(self) -> None:
+        while not self._done.wait(min(0.25, max(0.0, self.end - time.monotonic()))):
+            if time.monotonic() >= self.end:
+                with self._lock:
+                    self.expired = True
+                    for sock in self.sockets:
+                        _shutdown(sock)
+                return
 
     def cancel(self) -> None:
-        self._timer.cancel()
+        self._done.set()
 
 
 def _shutdown(sock: Any) -> None:
@@ -146,15 +154,22 @@ def content_length(response: Any) -> int | None:
 
 
 def copy_body(response: Any, out: IO[bytes], too_big: Callable[[str], YolokitError], max_bytes: int,
-              on_chunk: Callable[[bytes], None] | None = None) -> int:
+              on_chunk: Callable[[bytes], None] | None = None, min_rate: float | None = None) -> int:
     """Copy the body to ``out`` in chunks; raise ``too_big(size_text)`` as soon as more than ``max_bytes`` arrive,
-    and ``ConnectionError`` (one line through ``open_url``) when the body ends before its ``Content-Length``."""
+    and ``ConnectionError`` (one line through ``open_url``) when the body ends before its ``Content-Length``.
+
+    ``min_rate`` (bytes/s): the transfer may last the ``open_url`` timeout plus the bytes received so far divided
+    by ``min_rate`` (a large file on a slow link completes; a server trickling bytes fails after about the timeout).
+    Without it the timeout bounds the whole transfer."""
     total, expected = 0, content_length(response)
     read = getattr(response, "read1", None) or response.read
     deadline = getattr(response, "yolokit_deadline", None)
+    allowed = deadline.end - deadline.start if deadline is not None else 0.0
     while chunk := read(CHUNK):
         if deadline is not None and deadline.expired:
             raise TimeoutError("deadline passed")
+        if deadline is not None and min_rate:
+            deadline.extend(allowed + (total + len(chunk)) / min_rate)
         total += len(chunk)
         if total > max_bytes:
             raise too_big(f"more than {max_bytes}")

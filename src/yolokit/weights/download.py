@@ -26,6 +26,7 @@ from yolokit.utils.io import cache_root, sha256_file
 
 LOGGER = logging.getLogger(__name__)
 MAX_DOWNLOAD_BYTES = 4 * 2**30
+MIN_RATE = 64 * 1024  # bytes/s: a download may last `timeout` + (bytes received) / MIN_RATE, then it is cut
 
 
 def cache_dir() -> Path:
@@ -35,7 +36,12 @@ def cache_dir() -> Path:
 
 def download_weights(url: str, *, sha256: str | None = None, dest: str | Path | None = None, timeout: float = 30.0,
                      max_bytes: int = MAX_DOWNLOAD_BYTES, progress: bool = True, wait_seconds: float = 600.0) -> Path:
-    """Fetch ``url`` into the cache (or ``dest``) unless a good copy is there, and return the file's path."""
+    """Fetch ``url`` into the cache (or ``dest``) unless a good copy is there, and return the file's path.
+
+    ``timeout`` bounds the connection, the headers and any stall; the whole transfer may last ``timeout`` plus the
+    bytes received divided by ``MIN_RATE`` (64 KB/s), so a slow link completes and a trickling server is cut off.
+    A body shorter than its ``Content-Length`` fails; nothing but a complete (and, with ``sha256``, verified) file
+    is ever renamed into the cache."""
     name = Path(urllib.parse.urlsplit(url).path).name or "weights.pt"
     target = Path(dest) if dest is not None else cache_dir() / name
     if target.is_file() and _verified(target, sha256):
@@ -72,7 +78,7 @@ def _fetch(url: str, target: Path, timeout: float, max_bytes: int, progress: boo
             if length is not None and length > max_bytes:
                 raise too_big(length)
             with _bar(progress, length, target.name) as bar:
-                copy_body(response, handle, too_big, max_bytes,
+                copy_body(response, handle, too_big, max_bytes, min_rate=MIN_RATE,
                           on_chunk=lambda chunk: (hasher.update(chunk), bar.update(len(chunk))))
             handle.flush()
             os.fsync(handle.fileno())

@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 DEEP = int(os.environ.get("YOLOKIT_FUZZ_EXAMPLES", "0"))
 FAST = settings(max_examples=DEEP or 150, deadline=None, database=None, derandomize=not DEEP,
                 suppress_health_check=list(HealthCheck))  # fmt: skip
-EXAMPLES = {name: DEEP or 120 for name in ("pickles", "files", "images")}
+EXAMPLES = {name: DEEP or 300 for name in ("pickles", "files", "images")}
 
 
 @pytest.mark.slow

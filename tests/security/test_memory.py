@@ -90,7 +90,12 @@ def test_hostile_specs_images_yaml_and_labels_are_refused_before_allocating(tmp_
                       f"labels, report = scan_labels([{str(ok)!r}, {str(tmp_path / 'images' / 'b.png')!r}], 1, "
                       "progress=False)\nresult = (len(labels), report.corrupt, report.messages)",
     }
+    wide = reference_checkpoint(tmp_path / "wide.pt", yaml={
+        "nc": 2, "scales": {"n": [1.0, 1000.0, 10**9]}, "scale": "n",
+        "backbone": [[-1, 1, "Conv", [4, 1, 1]], [-1, 1, "Conv", [2, 1, 1]]], "head": [[-1, 1, "Detect", [2]]]})
+    cases["checkpoint spec width 1000"] = f"from yolokit import YOLO\nresult = YOLO({str(wide)!r})"
     outcomes = run_cases(cases)
+    assert_refused(outcomes["checkpoint spec width 1000"], error="SpecError", contains="width 1000")
     assert_refused(outcomes["decode 30000x30000"], error="SourceError", contains="900000000 pixels")
     assert_refused(outcomes["data YAML alias bomb"], error="DatasetError", contains="billion laughs")
     assert_refused(outcomes["spec YAML alias bomb"], error="SpecError", contains="billion laughs")

@@ -27,6 +27,13 @@ def _open_capture(path: str | Path):  # -> cv2.VideoCapture
         capture.release()
         raise SourceError(f"cannot read video {path}: OpenCV could not open it (corrupt file or unsupported codec); "
                           "check the file plays, or convert it to .mp4")
+    from yolokit.data.image import MAX_IMAGE_PIXELS
+
+    width, height = capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    if width * height > MAX_IMAGE_PIXELS:  # the container's declared frame size, before any frame is decoded
+        capture.release()
+        raise SourceError(f"cannot read video {path}: its frames declare {int(width)}x{int(height)} pixels, more "
+                          f"than the {MAX_IMAGE_PIXELS} yolokit decodes; downscale it first")  # fmt: skip
     return capture
 
 

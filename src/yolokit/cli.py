@@ -267,7 +267,7 @@ def cmd_val(rest: list[str]) -> int:
 
 def cmd_train(rest: list[str]) -> int:
     model, task, values = _model_settings(_resume_model(rest), "train")
-    from yolokit.train.distributed import launch_local, processes_to_launch
+    from yolokit.train.launch import launch_local, processes_to_launch
 
     nproc = processes_to_launch(values)  # device=0,1 / nproc=N: the workers, started through torchrun
     if nproc:

@@ -35,7 +35,8 @@ from yolokit.data.loader import ResumableSampler
 from yolokit.errors import ConfigError
 from yolokit.train.api import train
 from yolokit.train.config import TrainConfig
-from yolokit.train.distributed import processes_to_launch, rank_device
+from yolokit.train.distributed import rank_device
+from yolokit.train.launch import processes_to_launch
 from yolokit.weights import read_weights
 
 COMMON = {"imgsz": 64, "batch": 4, "nbs": 8, "warmup_epochs": 1, "workers": 0, "plots": False, "val": False,
@@ -217,12 +218,12 @@ def test_settings_a_multi_process_run_checks_before_any_rendezvous(monkeypatch):
 
 
 def test_cli_train_with_nproc_starts_the_workers_through_torchrun(setup, monkeypatch):
-    import yolokit.train.distributed as distributed
+    import yolokit.train.launch as launch
     from yolokit.cli import main
 
     spec, data, root = setup
     calls = []
-    monkeypatch.setattr(distributed, "launch_local", lambda args, nproc: calls.append((list(args), nproc)) or 0)
+    monkeypatch.setattr(launch, "launch_local", lambda args, nproc: calls.append((list(args), nproc)) or 0)
     words = [f"model={spec}", f"data={data}", "device=cpu", "nproc=2", f"project={root}", "name=launched"]
     assert main(["train", *words]) == 0
     assert calls == [(words, 2)]  # the same words for every worker (which, under torchrun, train themselves)

@@ -1,7 +1,7 @@
 """Distributed data-parallel training on ``torch.distributed`` (DDP), launched by ``torchrun``.
 
     torchrun --standalone --nproc_per_node=2 -m yolokit train model=yolo26n.yaml data=data.yaml device=cpu
-    yolokit train model=yolo26n.yaml data=data.yaml device=0,1      # starts the 2 workers through torchrun itself
+    yolokit train model=yolo26n.yaml data=data.yaml device=0,1      # starts the 2 workers (train/launch.py)
 
 Semantics (docs/distributed.md):
 
@@ -35,7 +35,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -44,11 +44,11 @@ from torch import nn
 
 from yolokit.errors import ConfigError, YolokitError
 from yolokit.train.hooks import HookBase
-from yolokit.utils.dist import get_local_rank, get_world_size, parse_device_list
+from yolokit.utils.dist import get_local_rank, get_world_size, parse_device_list, requested_processes
 
 __all__ = ["DistContext", "DistributedError", "DistributedSyncHook", "DistributedSession", "distributed_session",
            "current_context", "rank_device", "wrap_model", "gradient_sync", "broadcast_from_main",
-           "processes_to_launch", "launch_local", "REPORT_GRACE"]
+           "REPORT_GRACE"]
 
 logger = logging.getLogger(__name__)
 REPORT_GRACE = 5.0  # seconds a failing rank waits for the other ranks' reports before naming the silent ones
@@ -314,7 +314,7 @@ def distributed_session(config: Any) -> Iterator[DistributedSession]:
 
 def _check_launch(config: Any, world: int) -> None:
     """A single process asked for several (``device=0,1`` or ``nproc=N``): refused, with the way to start them."""
-    wanted = _wanted_processes(str(config.device), int(getattr(config, "nproc", 0)))
+    wanted = requested_processes(str(config.device), int(getattr(config, "nproc", 0)))
     if world == 1 and wanted > 1:
         raise ConfigError(f"device={config.device} nproc={getattr(config, 'nproc', 0)} asks for {wanted} processes, "
                           f"but this one was not started by torchrun: run 'yolokit train ... ' (it launches them) or "
@@ -356,45 +356,3 @@ def _sigterm_raises(session: DistributedSession) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-# --- launching local workers -----------------------------------------------------------------------------------------
-def _wanted_processes(device: str, nproc: int) -> int:
-    if nproc:
-        return int(nproc)
-    indices = parse_device_list(device)
-    return len(indices) if indices is not None else 1
-
-
-def processes_to_launch(values: Mapping[str, Any]) -> int:
-    """How many local workers ``yolokit train`` must start (0: train in this process): ``nproc=N`` or the GPUs of
-    ``device=0,1,...``; always 0 inside a torchrun worker (``WORLD_SIZE`` / ``TORCHELASTIC_RUN_ID`` set)."""
-    if get_world_size() > 1 or "TORCHELASTIC_RUN_ID" in os.environ:
-        return 0
-    try:
-        nproc = int(values.get("nproc", 0) or 0)
-    except (TypeError, ValueError):
-        raise ConfigError(f"nproc must be an integer >= 0, got {values.get('nproc')!r}: pass e.g. nproc=2") from None
-    wanted = _wanted_processes(str(values.get("device", "")), nproc)
-    return wanted if wanted > 1 else 0
-
-
-def launch_local(args: Sequence[str], nproc: int) -> int:
-    """Start ``nproc`` workers of ``python -m yolokit train ARGS`` on this machine through torchrun's own launcher
-    (``torch.distributed.run``: ``--standalone``, a rendezvous on a free localhost port) and wait for them -> 0.
-
-    Raises:
-        DistributedError: a worker failed (its rank and exit code; the workers printed their own lines).
-    """
-    from torch.distributed import run as torchrun
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-
-    argv = ["--standalone", f"--nproc-per-node={nproc}", "--module", "yolokit", "train", *args]
-    logger.info("Starting %d training processes: torchrun %s", nproc, " ".join(argv))
-    try:
-        torchrun.run(torchrun.get_args_parser().parse_args(argv))
-    except ChildFailedError as error:
-        rank, failure = error.get_first_failure()
-        raise DistributedError(f"training worker rank {rank} of {nproc} failed first (exit code {failure.exitcode}); "
-                               "the lines above say why") from None
-    return 0

@@ -2,8 +2,9 @@
 
 Only the main process (global rank 0) writes files, prints progress bars or logs summaries. Code that writes to
 disk asks :func:`is_main_process` first, so multi-process runs never race on the same file.
-:func:`parse_device_list` / :func:`check_device_list` read a multi-GPU ``device=0,1,...`` (the training processes'
-launch and device choice live in :mod:`yolokit.train.distributed`).
+:func:`parse_device_list` / :func:`check_device_list` read a multi-GPU ``device=0,1,...`` and
+:func:`requested_processes` counts the processes it asks for (the training processes' launch lives in
+:mod:`yolokit.train.launch`, their device choice in :mod:`yolokit.train.distributed`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 from yolokit.errors import ConfigError
 
 __all__ = ["get_rank", "get_local_rank", "get_world_size", "is_main_process", "parse_device_list",
-           "check_device_list"]
+           "check_device_list", "requested_processes"]
 
 
 def get_rank() -> int:
@@ -58,3 +59,11 @@ def check_device_list(key: str, value: str) -> str:
         raise ConfigError(f"{key}={value!r}: a device list holds distinct GPU indices, e.g. {key}=0,1 (one training "
                           f"process per GPU); for several CPU processes pass {key}=cpu nproc=N")
     return ",".join(map(str, indices))
+
+
+def requested_processes(device: str, nproc: int) -> int:
+    """The processes a run asks for: ``nproc`` when set, else one per GPU of ``device=0,1,...``, else 1."""
+    if nproc:
+        return int(nproc)
+    indices = parse_device_list(device)
+    return len(indices) if indices is not None else 1

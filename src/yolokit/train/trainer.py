@@ -29,7 +29,7 @@ from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookB
 from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
 from yolokit.train.schedule import Schedule, nominal_accumulate, warmup_iterations
 
-__all__ = ["TrainerBase", "Trainer", "default_hooks", "loader_workers", "resolve_device", "GRAD_CLIP_NORM"]
+__all__ = ["TrainerBase", "Trainer", "default_hooks", "loader_workers", "GRAD_CLIP_NORM"]
 
 logger = logging.getLogger(__name__)
 GRAD_CLIP_NORM = 10.0
@@ -87,13 +87,6 @@ class TrainerBase:
     def load_hook_states(self, states: dict[str, dict[str, Any]]) -> None:
         for hook in self.hooks:
             hook.load_state_dict(states.get(hook.name, {}))
-
-
-def resolve_device(device: str) -> torch.device:
-    """``""`` -> ``cuda:0`` when CUDA is available, else the CPU; otherwise the device named."""
-    if not device:
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _available_cpus() -> int:

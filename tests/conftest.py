@@ -17,6 +17,17 @@ def _isolated_cache(tmp_path_factory):
     patcher.undo()
 
 
+@pytest.fixture()
+def one_thread():
+    """torch on one thread for the test (restored after): tiny models on a shared 2-core machine run 10x+ faster
+    than on oversubscribed threads, and a torchrun worker (OMP_NUM_THREADS=1) makes the same floating-point sums.
+    Ask for it by name, or module-wide with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def randomise_batchnorm(module: nn.Module, seed: int = 0, spread: float = 0.5) -> None:
     """Non-trivial BatchNorm statistics and affine terms, so outputs depend on every BN tensor.
 

@@ -15,7 +15,7 @@ onnx = pytest.importorskip("onnx")
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 CHECKPOINT = FIXTURES / "cls" / "yolo11-cls-tiny-random.pt"  # 3 classes: ellipse, rectangle, triangle
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +24,6 @@ def shapes(tmp_path_factory) -> Path:
 
     return make_synthetic_classification(tmp_path_factory.mktemp("cls"), n_train=12, n_val=9, imgsz=64,
                                          classes=("ellipse", "rectangle", "triangle"))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_classifier_int8_export_records_the_top1_drop(shapes, tmp_path):

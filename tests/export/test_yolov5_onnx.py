@@ -22,12 +22,7 @@ TINY_V5 = {"nc": 3, "depth_multiple": 0.33, "width_multiple": 0.125,
                     [[10, 6], 1, "Detect", ["nc", "anchors"]]]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_onnx_runtime_equals_pytorch_and_keeps_the_spec(tmp_path) -> None:

@@ -13,13 +13,7 @@ from yolokit.losses import build_loss
 from yolokit.losses.yolov5 import YOLOv5Loss, build_targets, scaled_gains
 from yolokit.models.builder import build_model
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TINY = {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0,

@@ -53,14 +53,6 @@ def setup(tmp_path_factory):
     return spec, tiny_data(root / "data", n_train=16, n_val=4), root
 
 
-@pytest.fixture()
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as each torchrun worker (OMP_NUM_THREADS=1): the same floating-point sums
-    yield
-    torch.set_num_threads(threads)
-
-
 def _torchrun(spec: Path, data: Path, project: Path, name: str, **extra: object) -> subprocess.Popen:
     values = {**COMMON, "model": spec, "data": data, "project": project, "name": name, "device": "cpu", **extra}
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}

@@ -28,12 +28,7 @@ _SUBMODULE = {"Conv": "conv", "C2f": "block", "Bottleneck": "block", "C3k2": "bl
 TV = "torchvision.transforms.transforms"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _where(mod: nn.Module, flat: bool) -> tuple[str, str]:

@@ -53,13 +53,7 @@ def p6_spec(nc: int = 2) -> dict:
             "head": head}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one torch thread is much faster than oversubscribed ones."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 _V5_NAMES = {Conv: "Conv", Bottleneck5: "Bottleneck", C3: "C3", BottleneckCSP: "BottleneckCSP", SPP: "SPP",

@@ -35,7 +35,7 @@ DTYPE_SIZES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
 }  # fmt: skip
-_TORCH_DTYPES = {
+TORCH_DTYPES = {  # safetensors dtype -> torch dtype name (weights/native.py writes by its inverse)
     "BOOL": "bool", "U8": "uint8", "I8": "int8", "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2",
     "I16": "int16", "U16": "uint16", "F16": "float16", "BF16": "bfloat16", "I32": "int32", "U32": "uint32",
     "F32": "float32", "I64": "int64", "U64": "uint64", "F64": "float64",
@@ -203,7 +203,7 @@ def _read_tensor(path: Path, handle: BinaryIO, name: str, entry: dict[str, Any],
     import torch
 
     begin, end = entry["data_offsets"]
-    dtype = getattr(torch, _TORCH_DTYPES[entry["dtype"]], None)
+    dtype = getattr(torch, TORCH_DTYPES[entry["dtype"]], None)
     if dtype is None:
         raise WeightsError(f"{path}: tensor '{name}' has dtype {entry['dtype']}, which this torch cannot hold")
     try:

@@ -28,6 +28,7 @@ from yolokit.utils.io import atomic_open
 from yolokit.weights._native_read import (  # noqa: F401 - header checks live there, re-exported here
     DTYPE_SIZES,
     MAX_HEADER_BYTES,
+    TORCH_DTYPES,
     header_error,
     parse_header_json,
     parse_safetensors_header,
@@ -101,11 +102,7 @@ def load_safetensors_handle(
     return state_dict, decode_safetensors_metadata(path, raw_meta), digest
 
 
-_TORCH_TO_SAFETENSORS = {
-    "bool": "BOOL", "uint8": "U8", "int8": "I8", "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
-    "int16": "I16", "uint16": "U16", "float16": "F16", "bfloat16": "BF16", "int32": "I32", "uint32": "U32",
-    "float32": "F32", "int64": "I64", "uint64": "U64", "float64": "F64",
-}  # fmt: skip
+_TORCH_TO_SAFETENSORS = {torch_name: code for code, torch_name in TORCH_DTYPES.items()}  # the inverse
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:

@@ -88,10 +88,6 @@ class _Unpickler(pickle._Unpickler):  # the pure-Python unpickler: every opcode 
         self._depths[id(container)] = (container, depth)
         return container
 
-    def _deepen_top(self) -> None:
-        top = self.stack[-1]
-        self._deepen(top, _items(top))
-
     def find_class(self, module: str, name: str) -> Any:
         obj = _allow_table().get(normalize_global(module, name))
         if self.only is not None and not self.only(str(module), str(name)):

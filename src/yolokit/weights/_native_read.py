@@ -121,23 +121,6 @@ def _check_coverage(path: Path, spans: list[tuple[int, int, str]], buffer_size: 
         raise header_error(path, f"{buffer_size - position} trailing bytes are not covered by any tensor")
 
 
-def parse_safetensors_header(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, str]]:
-    """Validate the header of safetensors ``data`` (the whole file).
-
-    Returns ``(tensor_entries, raw_metadata)``. Raises ``WeightsError`` naming ``path`` for a header length over
-    100 MB or over the file size, a header not starting with ``{``, invalid or over-deep JSON or duplicate keys,
-    unknown dtypes, and offsets that are out of range, overlapping or not covering the buffer (truncated file).
-    """
-    if len(data) < 8:
-        raise header_error(path, f"file has {len(data)} bytes, fewer than the 8-byte header length")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > MAX_HEADER_BYTES:
-        raise header_error(path, f"header length {header_len} bytes exceeds the 100 MB limit")
-    if header_len > len(data) - 8:
-        raise header_error(path, f"header length {header_len} exceeds the file size ({len(data)} bytes)")
-    return parse_header_json(path, data[8 : 8 + header_len], len(data) - 8 - header_len)
-
-
 def parse_header_json(path: Path, header_bytes: bytes, buffer_size: int) -> tuple[dict[str, Any], dict[str, str]]:
     """Validate the header JSON of a safetensors file whose tensor buffer holds ``buffer_size`` bytes."""
     if not header_bytes.startswith(b"{"):

@@ -31,7 +31,6 @@ from yolokit.weights._native_read import (  # noqa: F401 - header checks live th
     TORCH_DTYPES,
     header_error,
     parse_header_json,
-    parse_safetensors_header,
 )
 from yolokit.weights.metadata import FORMAT_VERSION, metadata_for_file
 

@@ -3,7 +3,7 @@
 The quick walk runs once (as `make demo` runs it: `python -m yolokit demo`, in a subprocess, with the user's
 registry pointed at a folder that must stay absent); the tests then compare ``summary.json`` with what is on disk:
 the val runs' ``metrics.json``, the files' sizes and hashes, the registry's records, an independent transfer and
-weight diff, and the printed summary with :func:`format_summary` of the JSON.
+weight diff, and the printed summary with :func:`yolokit.demo_report.format_summary` of the JSON.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 import yolokit
-from yolokit.demo import CLASSES_B, FRESH_SPEC, MARKER, QUICK, choose_production, format_summary
+from yolokit.demo import CLASSES_B, FRESH_SPEC, MARKER, QUICK, choose_production
+from yolokit.demo_report import format_summary
 from yolokit.errors import ConfigError
 
 

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from yolokit.demo_report import format_rows, format_summary, prediction_sheet
 from yolokit.errors import ConfigError
 
 __all__ = ["DemoSizes", "FULL", "QUICK", "FRESH_SPEC", "CLASSES_B", "PRODUCTION_RULE", "choose_production",
@@ -274,7 +275,7 @@ class _Walk:
                          "metrics": measured["metrics"], "parent": version.parent, "relation": version.relation})
         chosen = choose_production(rows)
         self.registry.alias(chosen["version"], "production")
-        logger.info("\n%s", "\n".join(_format_rows(rows, chosen["version"])))
+        logger.info("\n%s", "\n".join(format_rows(rows, chosen["version"])))
         logger.info("production rule: %s -> demo-b@production = %s (%s)", PRODUCTION_RULE, chosen["version"],
                     chosen["format"])
         self.summary["formats"] = rows
@@ -312,7 +313,8 @@ class _Walk:
         saved = sorted(str(p) for p in (self.out / "predict").glob("*.jpg"))
         self.summary["predict"] = {"model": "registry://demo-b@production", "version": production.registry_version.ref,
                                    "images": len(results), "boxes": sum(len(r.boxes) for r in results),
-                                   "saved": saved, "picture": str(_picture(results, self.out / "demo-prediction.png"))}
+                                   "saved": saved,
+                                   "picture": str(prediction_sheet(results, self.out / "demo-prediction.png"))}
         lineage = self.registry.lineage("demo-b:1")
         logger.info("\nLineage of demo-b:1\n%s", format_lineage(lineage))
         self.summary["lineage"] = [{"version": v.ref, "parent": v.parent, "relation": v.relation,
@@ -348,74 +350,9 @@ def _descendants(lineage: Any) -> list[Any]:
     return found
 
 
-def _picture(results: list[Any], path: Path, columns: int = 2, scale: int = 2) -> Path:
-    """The predictions on one small PNG sheet: each image enlarged ``scale`` x (nearest neighbour) and its boxes
-    drawn at that size (thinner lines and text than on the small original), 64-colour palette."""
-    import cv2
-    import numpy as np
-    from PIL import Image
-
-    from yolokit.predict.draw import draw_boxes
-
-    tiles = []
-    for r in results:
-        tile = cv2.resize(r.orig_img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
-        data = r.boxes.data
-        tiles.append(draw_boxes(tile, r.boxes.xyxy * scale, data[:, -1], data[:, -2], r.names)[:, :, ::-1])
-    h, w = max(t.shape[0] for t in tiles), max(t.shape[1] for t in tiles)
-    sheet = np.full((-(-len(tiles) // columns) * h, min(columns, len(tiles)) * w, 3), 255, np.uint8)
-    for i, tile in enumerate(tiles):
-        y, x = (i // columns) * h, (i % columns) * w
-        sheet[y: y + tile.shape[0], x: x + tile.shape[1]] = tile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(sheet).quantize(colors=64, dither=Image.Dither.NONE).save(path, optimize=True)
-    return path
-
-
 def _paths(out: Path) -> dict[str, str]:
     """What the demo wrote, by kind (``out``-relative folders and files)."""
     kinds = {"datasets": "data", "training runs": "runs", "validation runs": "val", "exported files": "export",
              "registry": "registry", "predictions": "predict", "picture": "demo-prediction.png",
              "summary": "summary.json"}
     return {kind: str(out / name) for kind, name in kinds.items()}
-
-
-def format_summary(summary: dict[str, Any]) -> str:
-    """The closing text of the demo, made from ``summary`` alone (so every number in it is one the run wrote)."""
-    info, a, ft, sc = summary["info"], summary["train_a"], summary["fine_tune_b"], summary["scratch_b"]
-    s = summary["sizes"]
-    lines = ["Demo summary" + (" (quick sizes)" if summary["quick"] else ""),
-             f"  {info['model']}: {info['layers']} layers, {info['parameters']:,} parameters, "
-             f"{info['gflops']:.2f} GFLOPs at {info['imgsz']}",
-             f"  A, random weights:      mAP50-95 {summary['random_a']['map']:.4f}  mAP50 "
-             f"{summary['random_a']['map50']:.4f}",
-             f"  A, trained {s['epochs_a']} epochs:   mAP50-95 {a['map']:.4f}  mAP50 {a['map50']:.4f}  -> "
-             f"{a['version']}",
-             f"  B, fine-tuned {s['epochs_b']} epochs: mAP50-95 {ft['map']:.4f}  mAP50 {ft['map50']:.4f}  -> "
-             f"{ft['version']} (child of {ft['parent']}; transferred {ft['transferred']}/{ft['tensors']} tensors)",
-             f"  B, from scratch {s['epochs_b']} epochs: mAP50-95 {sc['map']:.4f}  mAP50 {sc['map50']:.4f}",
-             *_format_rows(summary["formats"], summary["production"]["version"])]
-    p, d = summary["predict"], summary["diff"]
-    movers = ", ".join(f"{e['layer']} {e['rel_l2']:.3f}" for e in d["top_layers"])
-    lines += [f"  production rule: {summary['production_rule']} -> {summary['production']['version']}",
-              f"  {p['model']} ({p['version']}): {p['boxes']} boxes on {p['images']} images",
-              f"  weights {d['a']} -> {d['b']}: {d['changed']}/{d['tensors']} tensors changed, relative L2 "
-              f"{d['rel_l2']:.3f}; moved most: {movers}",
-              "  seconds per step (wall / CPU): " + "  ".join(
-                  f"[{k}] {v['wall']:.0f}/{v['cpu']:.0f}" for k, v in summary["step_seconds"].items()),
-              f"  time: {summary['time']['wall_s']:.0f} s wall, {summary['time']['cpu_s']:.0f} s CPU "
-              f"(load average {summary['time']['load_average_start']} at the start, "
-              f"{summary['time']['load_average']} at the end)",
-              "Written:"]
-    lines += [f"  {kind:<16} {path}" for kind, path in summary["paths"].items()]
-    return "\n".join(lines)
-
-
-def _format_rows(rows: list[dict[str, Any]], production: str) -> list[str]:
-    """The format table: version, size (MB = 10^6 bytes), paired latency (median ms, batch 1), mAP50-95, mAP50."""
-    lines = [f"  {'format':<14}{'version':<10}{'size MB':>8}{'latency ms':>12}{'mAP50-95':>10}{'mAP50':>8}"]
-    for row in rows:
-        mark = "  <- production" if row["version"] == production else ""
-        lines.append(f"  {row['format']:<14}{row['version']:<10}{row['size_bytes'] / 1e6:>8.2f}"
-                     f"{row['latency_ms']:>12.2f}{row['map']:>10.4f}{row['map50']:>8.4f}{mark}")
-    return lines

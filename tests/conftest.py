@@ -43,3 +43,12 @@ def randomise_batchnorm(module: nn.Module, seed: int = 0, spread: float = 0.5) -
                 bn.running_var.copy_(1 - spread + 2 * spread * torch.rand(n, generator=g))
                 bn.weight.copy_(1 - spread + 2 * spread * torch.rand(n, generator=g))
                 bn.bias.copy_(torch.randn(n, generator=g) * spread)
+
+
+def round_to_fp16(module: nn.Module) -> None:
+    """Every floating-point tensor of ``module``'s state rounded to the nearest fp16 value, in place (stored in a
+    half checkpoint, it then reads back exactly)."""
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())

@@ -18,12 +18,7 @@ TINY = {"nc": 2, "depth_multiple": 1.0, "width_multiple": 1.0, "anchors": [[8, 8
         "head": [[[2, 3], 1, "Detect", ["nc", "anchors"]]]}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_focus_puts_the_four_pixel_phases_on_channels_in_the_original_order() -> None:

@@ -67,16 +67,13 @@ def write_cls_checkpoint(model: nn.Module, path: pathlib.Path, spec: dict, *, tr
 def source_classifier(family: str, nc: int, seed: int) -> nn.Module:
     """The fixture spec of ``family`` with ``nc`` classes, perturbed BN, weights rounded to fp16 (exact in a half
     checkpoint)."""
-    from conftest import randomise_batchnorm
+    from conftest import randomise_batchnorm, round_to_fp16
 
     spec = {k: v for k, v in load_spec(CLS / f"{family}-cls-tiny.yaml").items() if k != "yaml_file"}
     torch.manual_seed(seed)
     model = build_classifier({**spec, "nc": nc})
     randomise_batchnorm(model, seed)
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
+    round_to_fp16(model)
     model.names = {i: f"kind{i}" for i in range(nc)}
     return model.eval()
 

@@ -115,15 +115,12 @@ def write_v5_checkpoint(model: nn.Module, path: pathlib.Path, yaml: dict, *, mod
 
 def source_model(spec: dict, seed: int = 0, names: dict | None = None) -> nn.Module:
     """A built YOLOv5 model with perturbed BN, its weights rounded to fp16 (so a half checkpoint is exact)."""
-    from conftest import randomise_batchnorm
+    from conftest import randomise_batchnorm, round_to_fp16
 
     torch.manual_seed(seed)
     model = build_model(spec)
     randomise_batchnorm(model, seed)
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
+    round_to_fp16(model)
     model.names = names or {i: f"class{i}" for i in range(model.nc)}
     return model.eval()
 

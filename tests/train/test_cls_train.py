@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from train.train_helpers import interrupted_after_epoch
 from yolokit.config import make_config
 from yolokit.errors import ConfigError
 from yolokit.models.builder import build_model
@@ -122,23 +123,13 @@ def test_a_run_writes_every_artefact_and_records_top1(shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_to_identical_weights(shapes, tmp_path, monkeypatch):
-    from yolokit.train import output_hooks
+def test_interrupted_run_resumes_to_identical_weights(shapes, tmp_path):
     from yolokit.weights import read_weights
 
     torch.set_num_threads(1)
     train(build_classifier(dict(TINY_CLS)), _cfg(shapes, tmp_path, "full", epochs=3))
-    original = output_hooks.CheckpointHook.after_epoch
-
-    def stop_after_epoch_2(self):
-        original(self)
-        if self.trainer.epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", stop_after_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(1):
         train(build_classifier(dict(TINY_CLS)), _cfg(shapes, tmp_path, "cut", epochs=3))
-    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", original)
     from yolokit.train.api import train as shared_train
     from yolokit.train.config import TrainConfig
 

@@ -8,7 +8,7 @@ import csv
 import pytest
 import torch
 
-from train.train_helpers import tiny_data, train_tiny
+from train.train_helpers import interrupted_after_epoch, tiny_data, train_tiny
 from yolokit.models.builder import build_model
 from yolokit.train.transfer import class_head_keys, prepare_for_training
 
@@ -85,26 +85,16 @@ def test_fine_tune_from_a_yolov5_checkpoint_with_freeze(data, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_an_interrupted_yolov5_run_resumes_to_identical_weights(data, tmp_path, monkeypatch) -> None:
+def test_an_interrupted_yolov5_run_resumes_to_identical_weights(data, tmp_path) -> None:
     from yolokit.config import make_config
-    from yolokit.train import output_hooks
     from yolokit.train.api import train
     from yolokit.train.config import TrainConfig
     from yolokit.weights import read_weights
 
     common = {"spec": TINY_V5, "epochs": 2, "mosaic": 0.0, "val": False}
     train_tiny(data, tmp_path, "full", **common)
-    original = output_hooks.CheckpointHook.after_epoch
-
-    def stop_after_epoch_1(self):
-        original(self)
-        if self.trainer.epoch == 0:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", stop_after_epoch_1)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_after_epoch(0):
         train_tiny(data, tmp_path, "cut", **common)
-    monkeypatch.setattr(output_hooks.CheckpointHook, "after_epoch", original)
     best, summary = train(None, make_config(TrainConfig, resume=str(tmp_path / "cut"), workers=0))
     assert summary["epochs"] == 2 and type(best).__name__ == "YOLOv5Model"
     full = read_weights(tmp_path / "full" / "weights" / "last.safetensors").state_dict

@@ -7,9 +7,12 @@ torch thread, as the resume test's child process.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 # Five stride-2 convs (strides 8/16/32 at layers 2-4) and a head: ~0.2M parameters, fast on a CPU at imgsz 64.
@@ -73,6 +76,24 @@ def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:5]}"
+
+
+@contextmanager
+def interrupted_after_epoch(epoch: int) -> Iterator[None]:
+    """Training inside the block raises ``KeyboardInterrupt`` right after the checkpoint of ``epoch`` (0-based) is
+    written, as a user stopping the run there would; the block expects it, and the hook is restored after."""
+    from yolokit.train import output_hooks
+
+    original = output_hooks.CheckpointHook.after_epoch
+
+    def stop_after_checkpoint(self: Any) -> None:
+        original(self)
+        if self.trainer.epoch == epoch:
+            raise KeyboardInterrupt
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(output_hooks.CheckpointHook, "after_epoch", stop_after_checkpoint)
+        yield
 
 
 if __name__ == "__main__":  # the resume test's child process

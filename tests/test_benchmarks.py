@@ -42,10 +42,12 @@ def test_train_benchmark_pairs_rounds_and_skips_the_warmup_epoch():
 
     def run(seconds, rss):  # a worker's result: 2 epochs of 32 images; the first is the warm-up
         return {"side": "x", "epochs": [
-            {"seconds": 100.0, "images": 32, "threads": 1, "rss_peak_mb": 9999.0, "pss_tree_peak_mb": 9999.0},
-            {"seconds": seconds, "images": 32, "threads": 2, "rss_peak_mb": rss, "pss_tree_peak_mb": rss + 1}]}
+            {"seconds": 100.0, "images": 32, "threads": 1, "workers": 2, "rss_peak_mb": 9999.0,
+             "pss_tree_peak_mb": 9999.0},
+            {"seconds": seconds, "images": 32, "threads": 2, "workers": 0, "rss_peak_mb": rss,
+             "pss_tree_peak_mb": rss + 1}]}
 
-    assert bench.timed(run(4.0, 500.0)) == {"images_per_s": 8.0, "threads": 2, "rss_peak_mb": 500.0,
+    assert bench.timed(run(4.0, 500.0)) == {"images_per_s": 8.0, "threads": 2, "workers": 0, "rss_peak_mb": 500.0,
                                             "pss_tree_peak_mb": 501.0}
     args = bench.parse_args(["--rounds", "3", "--batch", "8"])
     per_side = {"reference": [bench.timed(run(s, 800.0)) for s in (8.0, 16.0, 8.0)],

@@ -93,13 +93,13 @@ def set_onnx_metadata(data: bytes, values: dict[str, Any]) -> bytes:
     return proto.SerializeToString()
 
 
-def _head(cfg: ExportConfig, task: str = "detect") -> str:
+def _head(cfg: ExportConfig, task: str) -> str:
     if task == "classify":
         return "classify"  # (B, nc) probabilities: no NMS
     return "embedded_nms" if cfg.embed_nms else ("end2end" if not cfg.nms else "nms")
 
 
-def _base_metadata(cfg: ExportConfig, precision: str, source: Path | None, task: str = "detect") -> dict[str, Any]:
+def _base_metadata(cfg: ExportConfig, precision: str, source: Path | None, task: str) -> dict[str, Any]:
     from yolokit.utils.io import sha256_file
     from yolokit.weights.metadata import utc_now_iso
 
@@ -200,8 +200,7 @@ def _onnx_bytes(model: Any, cfg: ExportConfig, shape_hw: tuple[int, int], stride
     return data, ("int8" if cfg.int8 else "fp16" if cfg.half else "fp32"), report
 
 
-def _measured(backend: Any, cfg: ExportConfig, shape_hw: tuple[int, int], report: Any,
-              model: Any = None) -> dict[str, Any]:
+def _measured(backend: Any, cfg: ExportConfig, shape_hw: tuple[int, int], report: Any, model: Any) -> dict[str, Any]:
     """Latency (median ms, batch 1) and, with ``data=``, mAP on the val split (INT8: from its report); a
     classifier's top-1 / top-5 instead of mAP."""
     values: dict[str, Any] = {"latency_ms": round(_latency(backend, shape_hw), 3), "map50_95": None, "map50": None}

@@ -241,7 +241,7 @@ def run_side(python: str, side: str, model: str, imgsz: int, data: Path, args: a
     command = [python, str(Path(__file__).resolve()), "--worker", side, "--model", model, "--data", str(data),
                "--imgsz", str(imgsz), "--batch", str(args.batch), "--epochs", str(args.epochs),
                "--workers", str(args.workers), "--threads", str(threads), "--seed", str(args.seed),
-               "--close-mosaic", str(args.close_mosaic), "--project", str(work / side)]
+               "--close-mosaic", str(args.close_mosaic), "--project", str(work / side / f"{Path(model).stem}-{imgsz}")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, cwd=work)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:

@@ -136,3 +136,17 @@ def test_train_batch_accepts_float_images_and_limits_the_count(tmp_path) -> None
     mosaic = cv2.imread(str(plot_train_batch(batch, {0: "cat", 3: "star"}, tmp_path / "b.jpg", max_images=4)))
     assert mosaic.shape == (64, 64, 3)  # 4 of the 5 images, 2 x 2
     assert _close(mosaic[48, 16], (114, 114, 114)) and _close(mosaic[48, 48], (114, 114, 114))  # no boxes there
+
+
+def test_a_new_run_in_an_existing_directory_starts_a_new_results_csv(tmp_path):
+    from types import SimpleNamespace
+
+    from yolokit.train.output_hooks import ResultsHook
+
+    csv_path = tmp_path / "results.csv"
+    hook = ResultsHook()
+    for start_epoch, kept in ((3, True), (0, False)):  # a resume keeps the table; a new run replaces it
+        csv_path.write_text("epoch,train/dfl_loss\n1,0.5\n")
+        hook.trainer = SimpleNamespace(run_dir=tmp_path, start_epoch=start_epoch)
+        hook.before_train()
+        assert csv_path.is_file() is kept

@@ -86,6 +86,14 @@ class ResultsHook(HookBase):
     def __init__(self) -> None:
         self._start = 0.0
 
+    def before_train(self) -> None:
+        """A new run trained into an existing directory (``exist_ok=True``) starts a new ``results.csv``."""
+        t = self.trainer
+        path = t.run_dir / "results.csv"
+        if t.start_epoch == 0 and is_main_process() and path.is_file():
+            logger.info("%s: replaced (a new run, not a resume, in an existing run directory)", path)
+            path.unlink()
+
     def before_epoch(self) -> None:
         self._start = time.perf_counter()
 

@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from yolokit.errors import SpecError
+from yolokit.models.assemble import assemble_layers
 from yolokit.models.detector import DetectionModel
 from yolokit.models.spec import canonical_module_name, load_spec, spec_rows
 from yolokit.nn import C2PSA, SPPF, Bottleneck, C2f, C3k, C3k2, Classify, Concat, Conv, Detect, DWConv
@@ -143,32 +144,10 @@ def _context(spec: Mapping[str, Any], nc: int) -> BuildContext:
 
 
 def build_layers(spec: Mapping[str, Any], channels: int = 3) -> tuple[nn.Sequential, list[int]]:
-    """Build the layers of a validated spec (see :func:`yolokit.models.spec.load_spec`).
-
-    Returns:
-        ``nn.Sequential`` of layers (each with attributes ``i``, ``f``, ``type``) and the sorted indices of
-        layers whose outputs later layers read.
-    """
+    """Build the layers of a validated spec (see :func:`yolokit.models.spec.load_spec`): :func:`assemble_layers`
+    with the anchor-free layer table."""
     ctx = _context(spec, int(spec["nc"]))
-    out_channels: list[int] = []
-    layers: list[nn.Module] = []
-    save: set[int] = set()
-    for i, (source, repeats, module, args) in enumerate(spec_rows(spec)):
-        name = canonical_module_name(module)
-        sources = source if isinstance(source, list) else [source]
-        ch = [(out_channels[-1] if out_channels else channels) if j == -1 else out_channels[j] for j in sources]
-        n = max(round(repeats * ctx.depth), 1) if repeats > 1 else repeats
-        resolved = [_resolve_arg(a, ctx.nc) for a in args]
-        try:
-            layer, c2 = LAYER_TYPES[name](ch, resolved, n, ctx)
-        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
-            raise SpecError(f"layer {i} ({module}): cannot build from args {args!r} with input channels {ch}: {exc}"
-                            ) from exc
-        layer.i, layer.f, layer.type = i, source, name
-        save.update(j % i for j in sources if j != -1)
-        layers.append(layer)
-        out_channels.append(c2)
-    return nn.Sequential(*layers), sorted(save)
+    return assemble_layers(spec, ctx, LAYER_TYPES, lambda value: _resolve_arg(value, ctx.nc), channels)
 
 
 def build_model(

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from yolokit.errors import SpecError
+from yolokit.models.assemble import assemble_layers
 from yolokit.models.detector import DetectionModel
 from yolokit.models.spec import canonical_module_name, load_spec, spec_rows
 from yolokit.nn.conv import Concat, Conv
@@ -191,27 +192,7 @@ def _resolve(value: Any, spec: Mapping[str, Any], nc: int) -> Any:
 def build_v5_layers(spec: Mapping[str, Any], channels: int = 3) -> tuple[nn.Sequential, list[int]]:
     """The layers of a validated YOLOv5 spec (each with ``i``, ``f``, ``type``) and the indices later layers read."""
     ctx = _context(spec)
-    out_channels: list[int] = []
-    layers: list[nn.Module] = []
-    save: set[int] = set()
-    for i, (source, repeats, module, args) in enumerate(spec_rows(spec)):
-        name = canonical_module_name(module) or str(module)
-        if name not in V5_LAYER_TYPES:
-            raise SpecError(f"layer {i}: module {module!r} is not a YOLOv5 layer yolokit builds; known: "
-                            f"{', '.join(V5_LAYER_TYPES)}")
-        sources = source if isinstance(source, list) else [source]
-        ch = [(out_channels[-1] if out_channels else channels) if j == -1 else out_channels[j] for j in sources]
-        n = max(round(repeats * ctx.depth), 1) if repeats > 1 else repeats
-        try:
-            layer, c2 = V5_LAYER_TYPES[name](ch, [_resolve(a, spec, ctx.nc) for a in args], n, ctx)
-        except (TypeError, ValueError, IndexError, RuntimeError) as exc:
-            raise SpecError(f"layer {i} ({module}): cannot build from args {args!r} with input channels {ch}: {exc}"
-                            ) from exc
-        layer.i, layer.f, layer.type = i, source, name
-        save.update(j % i for j in sources if j != -1)
-        layers.append(layer)
-        out_channels.append(c2)
-    return nn.Sequential(*layers), sorted(save)
+    return assemble_layers(spec, ctx, V5_LAYER_TYPES, lambda value: _resolve(value, spec, ctx.nc), channels)
 
 
 class YOLOv5Model(DetectionModel):

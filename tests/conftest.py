@@ -4,6 +4,9 @@ The default CPU engine caches exported graphs on disk; sharing one temporary cac
 suite fast (each fixture model is exported once) without touching the user's ``~/.cache/yolokit``.
 """
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
@@ -17,15 +20,33 @@ def _isolated_cache(tmp_path_factory):
     patcher.undo()
 
 
+@contextlib.contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """torch on ``count`` intra-op threads inside the block, the previous count restored after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture()
 def one_thread():
     """torch on one thread for the test (restored after): tiny models on a shared 2-core machine run 10x+ faster
     than on oversubscribed threads, and a torchrun worker (OMP_NUM_THREADS=1) makes the same floating-point sums.
     Ask for it by name, or module-wide with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with _torch_threads(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def one_thread_module():
+    """``one_thread`` for a whole module, module-scoped fixtures included (a training run shared by the module's
+    tests runs on one thread too): ``pytestmark = pytest.mark.usefixtures("one_thread_module")``. A module-scoped
+    fixture listed there is set up before the module-scoped fixtures the tests ask for by name."""
+    with _torch_threads(1):
+        yield
 
 
 def randomise_batchnorm(module: nn.Module, seed: int = 0, spread: float = 0.5) -> None:

@@ -19,12 +19,8 @@ ARTEFACTS = ("args.yaml", "results.csv", "results.png", "labels.png", "train_bat
 SMALL = ("imgsz=64", "batch=4", "nbs=8", "workers=0", "warmup_epochs=1")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread for every test and module fixture here (the shared training runs included).
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,8 @@ from yolokit.train.config import TrainConfig
 from yolokit.utils.io import sha256_file
 from yolokit.weights import load_weights, read_weights, save_weights
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine, two intra-op threads per process make these runs 20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread for every test and module fixture here (the shared training runs included).
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

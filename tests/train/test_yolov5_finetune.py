@@ -20,12 +20,8 @@ TINY_V5 = {"nc": 3, "depth_multiple": 1.0, "width_multiple": 1.0,
            "head": [[[2, 3, 5], 1, "Detect", ["nc", "anchors"]]]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# One torch thread for every test and module fixture here (the shared training runs included).
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 
 @pytest.fixture(scope="module")

@@ -1,33 +1,21 @@
-"""The ``YOLO`` facade: one object that holds a model's weights and runs every mode on them.
+"""The ``YOLO`` class: one object that holds a model's weights and runs every mode on them (see :mod:`yolokit.model`).
 
-    model = YOLO("yolo26n.yaml")            # shipped spec, random init (scale from the name)
-    model = YOLO("best.pt")                 # reference (Ultralytics) checkpoint, imported without executing code
-    model = YOLO("yolo26n.safetensors")     # native weights with metadata
-    model = YOLO("yolo26n.pt")              # published name or URL: downloaded once to the cache, then imported
-    model = YOLO("yolo26n.onnx")            # exported ONNX model: predict and val only (ONNX Runtime, CPU)
-    model.info()
-    results = model("bus.jpg", conf=0.5)
-    metrics = model.val(data="data.yaml")
-    model.save("copy.safetensors")
-    model.export(format="onnx")             # -> yolo26n.onnx beside the weights
-
-Everything task-specific (model builder, predictor, validator, trainer, settings classes) comes from the task's entry
-in :mod:`yolokit.tasks`, keyed by the task of what was loaded. Settings are checked before any work starts: ranges
-when the settings object is built, and here the parts that need the model (``imgsz`` rounded up to the stride,
-``classes`` within the model's classes, the device present).
+What a source is and how it loads is :mod:`yolokit.model.loading`; the settings checks and defaults that need the
+model are :mod:`yolokit.model.settings`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yolokit.config import ExportConfig, InfoConfig, fit_imgsz, make_config
-from yolokit.errors import ConfigError, WeightsError
-from yolokit.tasks import TaskSpec, get_task, task_for_head
+from yolokit.config import ExportConfig, InfoConfig, make_config
+from yolokit.errors import ConfigError
+from yolokit.model.loading import load_source
+from yolokit.model.settings import check_device_present, check_file_backend, defaults_note, fit_to_model, recorded_imgsz
+from yolokit.tasks import TaskSpec, get_task
 from yolokit.utils.log import logged
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from yolokit.predict.results import Results
 
 logger = logging.getLogger(__name__)
-SPEC_SUFFIXES = (".yaml", ".yml")
 EXPORT_FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript", "safetensors": ".safetensors", "pt": ".pt"}
 
 
@@ -72,89 +59,11 @@ class YOLO:
 
     def _load(self, source: str | Path | DetectionModel, num_classes: int | None,
               task: str | None) -> DetectionModel | None:
-        import torch
-
-        if isinstance(source, torch.nn.Module):
-            self.metadata = dict(getattr(source, "metadata", {}) or {})
-            self._task = _pick_task(getattr(source, "task", None) or self.metadata.get("task"), task,
-                                    f"the {type(source).__name__} passed")
-            return source
-        if not isinstance(source, (str, Path)):
-            raise ConfigError(f"YOLO() expects a spec name, a file path or a DetectionModel, found {type(source)}")
-        if isinstance(source, str) and source.startswith("registry://"):
-            return self._load_registry(source, task)
-        path = self._resolve_weights(source)
-        if path is not None:
-            from yolokit.export.torchscript import is_torchscript
-            from yolokit.weights import detect_format, load_weights
-
-            if is_torchscript(path) or detect_format(path) == "onnx":  # exported files: predict and val only
-                from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
-                from yolokit.backends.torchscript_backend import TorchScriptBackend
-
-                self.runtime = TorchScriptBackend(path) if is_torchscript(path) else OnnxRuntimeBackend(path)
-                self.ckpt_path = path
-                self.metadata = dict(self.runtime.metadata)
-                self._task = _pick_task(self.metadata.get("task"), task, str(path))
-                return None
-            model = load_weights(path)
-            self.ckpt_path = path
-            self.metadata = dict(getattr(model, "metadata", {}) or {})
-            self._task = _pick_task(self.metadata.get("task") or getattr(model, "task", None), task, str(path))
-            return model
-        from yolokit.models.spec import load_spec, spec_rows
-
-        spec = load_spec(source)
-        self._task = _pick_task(task_for_head(spec_rows(spec)[-1][2]).name, task, f"spec {source}")
-        model = self._task.load("build_model")(spec, num_classes=num_classes)
-        model.metadata = {}
-        return model
-
-    def _load_registry(self, uri: str, task: str | None) -> DetectionModel | None:
-        """``registry://NAME:N`` / ``NAME@ALIAS`` / ``NAME``: the version's file, its sha256 checked on this load."""
-        from yolokit.registry import load_uri
-
-        loaded = load_uri(uri)
-        self.registry_version, self.ckpt_path = loaded.version, loaded.path
-        if loaded.onnx_bytes is not None:
-            from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-            self.runtime = OnnxRuntimeBackend(loaded.onnx_bytes)
-            self.metadata = dict(self.runtime.metadata)
-            self._task = _pick_task(self.metadata.get("task"), task, loaded.version.ref)
-            return None
-        self.metadata = dict(getattr(loaded.model, "metadata", {}) or {})
-        self._task = _pick_task(self.metadata.get("task") or getattr(loaded.model, "task", None), task,
-                                loaded.version.ref)
+        """Load ``source`` (:func:`yolokit.model.loading.load_source`) and hold what it gave; returns the model."""
+        loaded = load_source(source, num_classes, task)
+        self.metadata, self._task, self.ckpt_path = loaded.metadata, loaded.task, loaded.ckpt_path
+        self.runtime, self.registry_version = loaded.runtime, loaded.registry_version
         return loaded.model
-
-    @staticmethod
-    def _resolve_weights(source: str | Path) -> Path | None:
-        """The local weights file for ``source`` (downloading URLs and published names), or None for a spec."""
-        from yolokit.models.zoo import get_entry
-        from yolokit.utils.http import is_url
-
-        if is_url(source):
-            from yolokit.weights.download import download_weights
-
-            return download_weights(str(source))
-        path = Path(source)
-        if path.is_file():
-            return None if path.suffix.lower() in SPEC_SUFFIXES else path
-        if path.suffix.lower() in SPEC_SUFFIXES or not path.suffix:
-            return None  # a spec: shipped name ('yolo26n.yaml', 'yolo26n') or a YAML path (errors name it)
-        entry = get_entry(path.name) if str(source) == path.name else None
-        if entry is None:
-            raise WeightsError(
-                f"weights file not found: '{source}': pass the path of a local .pt/.safetensors file, "
-                "or a spec such as 'yolo26n.yaml' to start from random weights"
-            )
-        from yolokit.weights.download import download_weights
-
-        try:
-            return download_weights(entry.url, sha256=entry.sha256)
-        except WeightsError as err:
-            raise WeightsError(f"'{source}' is not a local file and downloading it failed: {err}") from None
 
     # --- properties -------------------------------------------------------------------------------------------
     @property
@@ -212,7 +121,7 @@ class YOLO:
         from yolokit.config import check_device
 
         name = check_device("device", str(device))
-        _check_device_present(name)
+        check_device_present(name)
         self._torch_model("to").to(name)
         self._backends.clear()
         self._device = name
@@ -348,36 +257,20 @@ class YOLO:
         return Path(model_display_name(self.model.spec).lower() + suffix)
 
     def _checked(self, cfg: Any) -> Any:
-        """The checks of inference settings that need the model, before any work: ``imgsz`` rounded up to a
-        multiple of the stride (with a warning), ``classes`` within the model's classes, the device present."""
-        names = self.names
-        for class_id in getattr(cfg, "classes", None) or ():
-            if class_id >= len(names):
-                raise ConfigError(f"classes must be class ids of this model (0..{len(names) - 1}), got {class_id}: "
-                                  f"pass e.g. classes=0 ({names.get(0, '0')})")
-        if not self.is_onnx and cfg.engine != "onnxruntime":  # ONNX files and engine check their device themselves
-            _check_device_present(cfg.device)
+        """The checks of inference settings that need the model, before any work (:func:`settings.fit_to_model`):
+        ``imgsz`` rounded up to a multiple of the stride (with a warning), ``classes`` within the model's classes,
+        the device present (ONNX files and the onnxruntime engine check their device themselves)."""
         stride = int(self.runtime.stride) if self.is_onnx else int(self.model.stride.max())
-        imgsz = fit_imgsz(cfg.imgsz, stride)
-        return cfg if imgsz == cfg.imgsz else dataclasses.replace(cfg, imgsz=imgsz)
+        return fit_to_model(cfg, self.names, stride, check_device=not self.is_onnx and cfg.engine != "onnxruntime")
 
     def _defaults(self, overrides: dict[str, Any], square: bool = False) -> dict[str, Any]:
-        """``overrides`` plus what the loaded file implies and the user did not set: the weights' recorded
-        ``imgsz`` (an int, or the long side when ``square``) and an ONNX file's head."""
+        """``overrides`` plus what the loaded file implies and the user did not set: the device of ``to()``, the
+        weights' recorded ``imgsz`` (an int, or the long side when ``square``) and an ONNX file's head."""
         overrides = self._file_head(overrides)
         if self._device is not None and "device" not in overrides:
             overrides = {**overrides, "device": self._device}
-        recorded = self.metadata.get("imgsz")
-        if "imgsz" in overrides or not recorded:
-            return overrides
-        try:
-            sides = [int(recorded)] if isinstance(recorded, (int, float)) else [int(s) for s in recorded][:2]
-        except (TypeError, ValueError):
-            return overrides  # unreadable: the settings' own default (the range check still applies to the rest)
-        if not sides:
-            return overrides
-        imgsz: int | tuple[int, int] = max(sides) if square or len(set(sides)) == 1 else (sides[0], sides[-1])
-        return {**overrides, "imgsz": imgsz}
+        imgsz = None if "imgsz" in overrides else recorded_imgsz(self.metadata, square)
+        return overrides if imgsz is None else {**overrides, "imgsz": imgsz}
 
     def _family_defaults(self, mode: str) -> dict[str, Any]:
         """The NMS defaults of the model's family for ``mode`` that the user did not override (YOLOv5: the
@@ -389,11 +282,7 @@ class YOLO:
 
     def _defaults_note(self) -> str:
         """``"predict/val default imgsz=320 (recorded in the weights)"``, plus a recorded val dataset."""
-        recorded = self._defaults({}).get("imgsz")
-        text = (f"predict/val default imgsz={recorded} (recorded in the weights)" if recorded is not None
-                else "predict/val default imgsz=640 (yolokit's default: the weights record no size)")
-        data = (self.metadata.get("provenance") or {}).get("train_args", {}).get("data")
-        return text + (f", val data={data} (recorded)" if data else "")
+        return defaults_note(self.metadata)
 
     def _file_head(self, overrides: dict[str, Any]) -> dict[str, Any]:
         """For an ONNX file, default ``nms`` to the head it holds (it has one only); other models: unchanged."""
@@ -418,41 +307,5 @@ class YOLO:
 
     def _file_backend(self, device: str, half: bool, engine: str) -> Any:
         """The ONNX Runtime backend of a model loaded from an ``.onnx`` file (CPU, fp32)."""
-        if engine not in ("auto", "onnxruntime"):
-            raise ConfigError(f"engine={engine!r} needs PyTorch weights; {self.ckpt_path} is an ONNX model: use "
-                              "engine='auto' or load the .safetensors/.pt file it was exported from")
-        if str(device) != "cpu":
-            raise ConfigError(f"an ONNX model runs on the CPU here, got device={device!r}: pass device='cpu'")
-        if half:
-            raise ConfigError("half=True needs PyTorch weights; an ONNX model runs in the precision it was exported "
-                              "in: pass half=False")
+        check_file_backend(device, half, engine, self.ckpt_path)
         return self.runtime
-
-
-def _pick_task(found: Any, wanted: str | None, what: str) -> TaskSpec:
-    """The task entry of a loaded source; ``wanted`` (``YOLO(task=)``) must agree with it."""
-    if not found:
-        raise ConfigError(f"{what} does not say its task (no 'task' in its metadata or attributes): load a yolokit "
-                          "model, weights file or spec")
-    spec = get_task(str(found))
-    if wanted is not None and wanted != spec.name:
-        raise ConfigError(f"task={wanted!r} was asked for, but {what} is a {spec.name!r} model: drop task= or load "
-                          f"a {wanted} model")
-    return spec
-
-
-def _check_device_present(device: str) -> None:
-    """A one-line ``ConfigError`` (not torch's traceback) for a CUDA/MPS device this machine does not have."""
-    import torch
-
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise ConfigError(f"device={device!r} needs a CUDA GPU, and this torch build sees none: pass device=cpu")
-        if index and int(index) >= count:
-            raise ConfigError(f"device={device!r}: this machine has {count} CUDA device(s), cuda:0..cuda:{count - 1}: "
-                              "pass e.g. device=cuda:0")
-    elif kind == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("device='mps' needs Apple's Metal GPU, which this machine or torch build lacks: pass "
-                          "device=cpu")

@@ -11,8 +11,9 @@ them loaded in a model, with their metrics.
 
 Determinism: the run executes with ``torch.use_deterministic_algorithms(True, warn_only=True)`` (and cuDNN
 deterministic, no benchmark) when ``deterministic=True``; the previous settings are restored afterwards, so the
-process is never changed behind the caller's back. torch's thread count is left as the caller set it (a resumed run
-must use the same count to continue bit-identically on the CPU).
+process is never changed behind the caller's back. torch's thread count is chosen once at the start
+(:func:`yolokit.train.threads.choose_train_threads`: ``threads=``, else the cores free then), set for the run and
+restored afterwards; it is recorded, and a resume reuses it (the CPU's sums depend on it).
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = 
     if not config.data:
         raise ConfigError("train needs a dataset: pass data=path/to/data.yaml")
     from yolokit.train.distributed import distributed_session
+    from yolokit.train.threads import choose_train_threads
+    from yolokit.utils.threads import torch_threads
 
-    with deterministic_mode(config.deterministic), distributed_session(config) as session:
+    config = choose_train_threads(config)  # before args.yaml: the count is recorded there
+    with deterministic_mode(config.deterministic), torch_threads(config.threads), \
+            distributed_session(config) as session:
         seed_everything(config.seed)
         model, metadata, report = _prepare_model(model, config, parent, trainer_cls)
         run_dir = _run_dir(config)
@@ -175,8 +180,12 @@ def _resume_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
         if getattr(config, key) != getattr(saved, key):
             raise ConfigError(f"resume continues a run with its own settings, but {key}={getattr(config, key)!r} "
                               f"differs from the run's {getattr(saved, key)!r}: drop {key}= (or start a new run)")
+    if "threads" in config.given and config.threads not in (None, saved.threads):
+        logger.warning("threads=%s differs from the run's %s: the resumed run will not be bit-identical to an "
+                       "uninterrupted one", config.threads, saved.threads)
     values = saved.to_dict()
-    values.update({k: getattr(config, k) for k in config.given & (set(RESUME_OVERRIDES) - {"resume", "model"})})
+    values.update({k: getattr(config, k) for k in config.given & (set(RESUME_OVERRIDES) - {"resume", "model"})
+                   if k != "threads" or config.threads is not None})
     values["resume"] = False
     return type(config).restore(values, saved.given)
 
@@ -200,8 +209,11 @@ def _resume(config: TrainConfig, trainer_cls: type[Trainer] = Trainer) -> tuple[
                           f"resume: train again from model={run_dir / 'weights' / 'last.safetensors'} instead")
     logger.info("Resuming %s from epoch %d/%d", run_dir, state["epoch"] + 2, cfg.epochs)
     from yolokit.train.distributed import distributed_session
+    from yolokit.train.threads import choose_train_threads
+    from yolokit.utils.threads import torch_threads
 
-    with deterministic_mode(cfg.deterministic), distributed_session(cfg) as session:
+    cfg = choose_train_threads(cfg)  # the run's recorded count (a run saved without one: chosen now)
+    with deterministic_mode(cfg.deterministic), torch_threads(cfg.threads), distributed_session(cfg) as session:
         model = model_builder(state["spec"])(state["spec"], num_classes=len(state["names"]))
         model.names = {int(k): v for k, v in state["names"].items()}
         params = dict(model.named_parameters())

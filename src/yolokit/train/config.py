@@ -25,8 +25,9 @@ __all__ = ["TrainConfig", "OPTIMIZERS", "RESUME_OVERRIDES"]
 
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "MuSGD")
 # Keys a resumed run may change (the rest must equal the run's): where and how verbosely it runs, registration.
+# threads too (a count other than the run's continues it, but not bit-identically: the sums depend on it).
 RESUME_OVERRIDES = ("resume", "model", "workers", "device", "verbose", "register", "registry", "nproc",
-                    "dist_timeout")
+                    "dist_timeout", "threads")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class TrainConfig(Settings):
     fraction: float = 1.0  # train on the first fraction of the training images
     workers: int = 8  # data-loading processes, capped at the CPU count (0 = load in the main process)
     device: str = ""  # "" = cuda:0 when available, else cpu; or "cpu", "cuda", "cuda:1"
+    threads: int | None = None  # torch CPU threads for the whole run (None: the cores free at its start; recorded)
     seed: int = 0
     deterministic: bool = True  # torch deterministic algorithms (warn_only) for the duration of the run
     amp: bool = True  # mixed precision, used on CUDA only
@@ -117,6 +119,14 @@ class TrainConfig(Settings):
         self.check_range("warmup_momentum", ge=0, lt=1)
         if isinstance(self.freeze, int):
             self.check_range("freeze", ge=0)
+        if self.threads is not None:
+            from yolokit.utils.threads import check_num_threads
+
+            try:
+                check_num_threads(self.threads)
+            except ConfigError:
+                raise ConfigError(f"threads must be an integer >= 1 (or None: adapt to the free cores), got "
+                                  f"{self.threads!r}: pass e.g. threads=1") from None
         if not self.name or not self.project:
             raise ConfigError("project and name must not be empty: pass e.g. project=runs name=train")
         self.normalize("optimizer", _canonical_optimizer(self.optimizer))

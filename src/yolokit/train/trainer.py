@@ -28,6 +28,8 @@ from yolokit.train.ema import ModelEMA
 from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookBase, ScheduleHook
 from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
 from yolokit.train.schedule import Schedule, nominal_accumulate, warmup_iterations
+from yolokit.train.threads import choose_train_threads
+from yolokit.utils.threads import torch_threads
 
 __all__ = ["TrainerBase", "Trainer", "default_hooks", "loader_workers", "GRAD_CLIP_NORM"]
 
@@ -98,7 +100,7 @@ def _available_cpus() -> int:
 
 def loader_workers(config: TrainConfig, device: torch.device) -> int:
     """Data-loading processes: ``workers`` when given (capped at the CPUs); by default, on the CPU, only the CPUs that
-    torch's compute threads leave free.
+    torch's compute threads (``config.threads`` when set, else torch's current count) leave free.
 
     On a CPU, loader processes running next to a compute thread on the same core stall torch's parallel regions
     (a thread taken off its core holds up the other at every operator): with 2 threads on 2 cores, 2 workers made
@@ -107,10 +109,11 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     cpus = _available_cpus()
     if "workers" in config.given or device.type != "cpu":
         return min(config.workers, cpus)
-    workers = max(0, min(config.workers, cpus - torch.get_num_threads()))
+    threads = config.threads or torch.get_num_threads()
+    workers = max(0, min(config.workers, cpus - threads))
     if workers < min(config.workers, cpus):
         logger.info("workers=%d: torch computes with %d threads on %d CPUs, so images load in the training process "
-                    "(workers= overrides)", workers, torch.get_num_threads(), cpus)
+                    "(workers= overrides)", workers, threads, cpus)
     return workers
 
 
@@ -133,6 +136,7 @@ class Trainer(TrainerBase):
     def __init__(self, model: nn.Module, config: TrainConfig, *, run_dir: Path, freeze_report: Any = None,
                  metadata: dict[str, Any] | None = None, hooks: list[HookBase] | None = None) -> None:
         super().__init__()
+        config = config if config.threads is not None else choose_train_threads(config)  # fixed for the run
         self.config, self.run_dir, self.freeze_report = config, Path(run_dir), freeze_report
         self.dist = current_context(config)  # rank, world size, this rank's device (one process: rank 0 of 1)
         self.device = self.dist.device
@@ -251,7 +255,8 @@ class Trainer(TrainerBase):
     # --- the loop ---------------------------------------------------------------------------------------------
     def train(self) -> None:
         try:
-            super().train()
+            with torch_threads(self.config.threads):  # the run's count, restored afterwards
+                super().train()
         finally:
             self.loader.close()  # its worker processes persist across epochs
 

@@ -7,6 +7,9 @@
 - :func:`session_threads`: the :class:`ThreadPlan` (count, spinning) of an inference session created without a
   count: the physical cores other processes leave free, spinning only on an otherwise idle machine
   (:func:`busy_cpus` probes ``/proc/stat`` for 50 ms).
+- :func:`user_torch_threads`: the torch count someone already chose (``num_threads``, ``OMP_NUM_THREADS``, or
+  ``torch.set_num_threads`` below the physical cores), or None: the count a training run then picks itself
+  (:mod:`yolokit.train.threads`, with :func:`session_threads`).
 - :func:`torch_threads`: a context manager that runs its block with torch's intra-op thread count set to
   ``num_threads`` and restores the previous count afterwards (``None``: leaves torch alone). torch's count is
   process-wide, so other threads running torch at the same time see the change for the block's duration.
@@ -27,7 +30,7 @@ from pathlib import Path
 from yolokit.errors import ConfigError
 
 __all__ = ["physical_cores", "check_num_threads", "resolve_threads", "torch_threads", "ThreadPlan", "busy_cpus",
-           "session_threads"]
+           "session_threads", "user_torch_threads"]
 
 
 def _threads_per_core() -> int:
@@ -84,10 +87,12 @@ def resolve_threads(num_threads: int | None = None) -> int:
 @dataclasses.dataclass(frozen=True)
 class ThreadPlan:
     """Threads of one inference session: ``count`` intra-op threads; ``spin``: its workers may spin-wait between
-    the kernels of a run (lower latency on an idle machine, lost time on a shared one)."""
+    the kernels of a run (lower latency on an idle machine, lost time on a shared one); ``busy``: the physical
+    cores other processes kept busy when the count was chosen (None: not probed, the count was given)."""
 
     count: int
     spin: bool = True
+    busy: float | None = None
 
 
 def _cpu_times(cpus: set[int]) -> dict[int, tuple[int, int]]:
@@ -138,7 +143,35 @@ def session_threads(num_threads: int | None = None, probe_s: float = 0.05) -> Th
         return ThreadPlan(resolve_threads(checked))
     cores = physical_cores()
     busy = busy_cpus(probe_s) / _threads_per_core()
-    return ThreadPlan(max(1, min(cores, int(cores - busy + 0.5))), spin=busy < 0.25)
+    return ThreadPlan(max(1, min(cores, int(cores - busy + 0.5))), spin=busy < 0.25, busy=busy)
+
+
+def _omp_num_threads() -> str:
+    """``OMP_NUM_THREADS`` when it holds a count >= 1, else ''."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return env if env.isdigit() and int(env) >= 1 else ""
+
+
+def user_torch_threads(num_threads: int | None = None) -> tuple[int, str] | None:
+    """The torch intra-op thread count someone already chose, and how -> ``(count, how)``; None when nobody did.
+
+    ``num_threads`` given: ``(num_threads, "threads=N")``. ``OMP_NUM_THREADS`` set (a launcher such as torchrun
+    sized the process): torch's current count. torch's current count below :func:`physical_cores` (torch starts
+    with one thread per physical core, so a lower count was set with ``torch.set_num_threads``): that count.
+    Imports torch unless ``num_threads`` is given.
+    """
+    checked = check_num_threads(num_threads)
+    if checked is not None:
+        return checked, f"threads={checked}"
+    import torch
+
+    current = torch.get_num_threads()
+    env = _omp_num_threads()
+    if env:
+        return current, f"OMP_NUM_THREADS={env}"
+    if current < physical_cores():
+        return current, "set with torch.set_num_threads"
+    return None
 
 
 @contextlib.contextmanager

@@ -141,6 +141,7 @@ def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> 
     task = values.pop("task", "") or None
     if task is not None:
         get_task(task)
+    _trust_if_asked(model, values.pop("trusted", "false"))
     if not model:
         raise ConfigError(f"{mode} needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
     classes = _mode_configs(mode, task)
@@ -160,6 +161,18 @@ def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> 
         for name in check_device_list("device", values["device"]).split(",") if listed else [values["device"]]:
             _check_device_present(check_device("device", name))
     return model, task, values
+
+
+def _trust_if_asked(model: str, trusted: str) -> None:
+    """``trusted=True``: the TorchScript file ``model`` (its current bytes) may be loaded in this run; its code runs."""
+    from yolokit.utils.settings import convert_value
+
+    if convert_value("trusted", trusted, bool) and Path(model).is_file():
+        from yolokit.export.torchscript import is_torchscript
+        from yolokit.export.torchscript_trust import trust_torchscript
+
+        if is_torchscript(model):
+            trust_torchscript(model)
 
 
 def _unknown_mode(word: str) -> str:

@@ -38,3 +38,11 @@ class ExportError(YolokitError):
 
 class RegistryError(YolokitError):
     """A weights registry operation that failed."""
+
+
+class UntrustedCodeError(WeightsError):
+    """A file that carries code (a TorchScript program) from a source not marked as trusted. Nothing was executed."""
+
+
+class OutputPathError(ConfigError, OSError):
+    """An output file or folder that cannot be written (checked before the work that would fill it starts)."""

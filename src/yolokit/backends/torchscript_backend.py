@@ -27,6 +27,7 @@ class TorchScriptBackend(BackendBase):
         source: the file (path or bytes).
         device: where the module and inputs go.
         num_threads: torch intra-op threads during each call (``None``: torch's setting).
+        trusted: load a TorchScript file yolokit did not export here (its code runs: only from a trusted source).
     """
 
     half = False
@@ -34,12 +35,12 @@ class TorchScriptBackend(BackendBase):
     engine = "torchscript"
 
     def __init__(self, source: str | Path | bytes, device: str | torch.device = "cpu",
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = None, *, trusted: bool = False) -> None:
         from yolokit.export.torchscript import load_torchscript
 
         self.device = torch.device(device)
         self.num_threads = check_num_threads(num_threads)
-        self.module, self.metadata = load_torchscript(source, str(self.device))
+        self.module, self.metadata = load_torchscript(source, str(self.device), trusted=trusted)
         self.nms_free = bool(self.metadata.get("nms_free", False))
 
     @property

@@ -284,6 +284,10 @@ def export_model(model: Any, cfg: ExportConfig, path: str | Path, *, source: str
     path = Path(path)
     if is_main_process():
         atomic_write_bytes(path, data)
+        if cfg.format == "torchscript":  # recorded as yolokit's own export: YOLO(path) loads it without trusted=True
+            from yolokit.export.torchscript_trust import record_trusted
+
+            record_trusted(data, path)
     result = ExportResult(path, cfg.format, metadata["precision"], metadata["head"], len(data), metadata["parity"],
                           metadata["latency_ms"], metadata["map50_95"], metadata["map50"], report, metadata,
                           metadata.get("top1"), metadata.get("top5"))

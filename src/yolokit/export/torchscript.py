@@ -8,8 +8,10 @@ file ``yolokit.json`` (the same keys as the ONNX metadata: ``task``, ``names``, 
 head traces its anchor grid from the input's shape, so any multiple of the stride works (``dynamic=True``); the
 YOLO26 NMS-free head's top-k size is fixed by the traced shape (``dynamic=False``).
 
-A TorchScript file is a program (TorchScript code, not Python): load only files you trust. :func:`is_torchscript`
-recognises one by content (a zip archive with ``constants.pkl`` and a ``code/`` folder), never by name.
+A TorchScript file is a program (TorchScript code, not Python) that runs when it is loaded: :func:`load_torchscript`
+loads only files yolokit exported here (their sha256 recorded when written, ``export.torchscript_trust``) or files
+passed with ``trusted=True``, after checking the archive. :func:`is_torchscript` recognises one by content (a zip
+archive with ``constants.pkl`` and a ``code/`` folder), never by name.
 """
 
 from __future__ import annotations
@@ -17,17 +19,19 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from yolokit.errors import ExportError
+from yolokit.errors import ExportError, UntrustedCodeError, WeightsError
 
 __all__ = ["export_torchscript", "is_torchscript", "read_torchscript_metadata", "load_torchscript", "EXTRA_FILE"]
 
 EXTRA_FILE = "yolokit.json"
+MAX_FILE_BYTES = 8 * 2**30  # a TorchScript file larger than this is not read
 
 logger = logging.getLogger(__name__)
 
@@ -68,13 +72,18 @@ def export_torchscript(model: Any, f: str | Path | None = None, *, imgsz: int | 
     torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(extra, default=str)})
     data = buffer.getvalue()
     if f is None:
+        from yolokit.export.torchscript_trust import record_trusted
+
+        record_trusted(data, persist=False)  # bytes made here: trusted in this process (the caller may write them)
         return data
+    from yolokit.export.torchscript_trust import record_trusted
     from yolokit.utils.dist import is_main_process
     from yolokit.utils.io import atomic_write_bytes
 
     path = Path(f)
     if is_main_process():
         atomic_write_bytes(path, data)
+        record_trusted(data, path)  # yolokit's own export: loads later without trusted=True
         logger.info("TorchScript model saved to %s (%.1f MB)", path, len(data) / 1e6)
     return path
 
@@ -90,28 +99,63 @@ def is_torchscript(path: str | Path) -> bool:
     return any(name.startswith(f"{root}/code/") for root in roots for name in names)
 
 
-def load_torchscript(source: str | Path | bytes, device: str = "cpu") -> tuple[Any, dict[str, Any]]:
+def load_torchscript(source: str | Path | bytes, device: str = "cpu", *,
+                     trusted: bool = False) -> tuple[Any, dict[str, Any]]:
     """(module, metadata) of a TorchScript file written by :func:`export_torchscript` (``names`` keys as ints).
 
+    A TorchScript file carries code that runs when it is loaded (``export.torchscript_trust``): it is loaded only
+    when yolokit exported it here (its sha256 recorded) or ``trusted=True``. The bytes are read once, hashed, checked
+    as an archive (``weights._torchscript_archive``: member names and sizes, constants read by the restricted
+    unpickler) and only then given to ``torch.jit.load``.
+
     Raises:
-        ExportError: unreadable, or without yolokit's ``yolokit.json``.
+        UntrustedCodeError: not recorded as yolokit's own and ``trusted`` not set; nothing was executed.
+        WeightsError: an archive over the bounds or malformed (``UnsafeWeightsError``: a refused pickle global).
+        ExportError: unreadable by torch, or without yolokit's ``yolokit.json``.
     """
     import torch
 
     from yolokit.export.onnx import decode_metadata
+    from yolokit.export.torchscript_trust import is_trusted
+    from yolokit.weights._torchscript_archive import verify_torchscript
 
+    name, data = _read_source(source)
+    if not trusted and not is_trusted(data):
+        raise UntrustedCodeError(f"{name}: a TorchScript file carries code that runs when it is loaded, and this one "
+                                 "was not exported by yolokit here; nothing was executed: load it only if you trust "
+                                 "its source, with YOLO(path, trusted=True) or the CLI key trusted=True (or use its "
+                                 ".onnx / .safetensors export)")  # fmt: skip
+    verify_torchscript(name, io.BytesIO(data))
     extra = {EXTRA_FILE: ""}
-    target = io.BytesIO(source) if isinstance(source, bytes) else str(source)
     try:
-        module = torch.jit.load(target, map_location=device, _extra_files=extra)
+        module = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=extra)
     except Exception as error:  # noqa: BLE001 - torch raises RuntimeError and friends for bad archives
-        raise ExportError(f"cannot load TorchScript model ({str(error).splitlines()[0]}): pass a file written by "
-                          "yolokit's export format=torchscript") from error
+        raise ExportError(f"cannot load TorchScript model {name} ({str(error).splitlines()[0]}): pass a file "
+                          "written by yolokit's export format=torchscript") from None  # fmt: skip
     if not extra[EXTRA_FILE]:
-        raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
-                          "format=torchscript")
+        raise ExportError(f"TorchScript model {name} has no yolokit metadata (yolokit.json): export it with "
+                          "yolokit's format=torchscript")  # fmt: skip
     raw = json.loads(extra[EXTRA_FILE])
     return module.eval(), decode_metadata({k: json.dumps(v) for k, v in raw.items()})
+
+
+def _read_source(source: str | Path | bytes) -> tuple[str, bytes]:
+    """(name for messages, the whole file's bytes), read once; the size is checked before reading."""
+    from yolokit.weights._foreign_archive import available_memory
+
+    if isinstance(source, bytes):
+        return "<TorchScript bytes>", source
+    path = Path(source)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > min(MAX_FILE_BYTES, available_memory()):
+                raise WeightsError(f"{path}: a {size}-byte TorchScript file is larger than yolokit loads (at most "
+                                   f"{MAX_FILE_BYTES} bytes and the memory this process may allocate)")  # fmt: skip
+            return str(path), handle.read()
+    except OSError as err:  # missing, a folder, PermissionError, EIO
+        raise WeightsError(f"{path}: cannot read the TorchScript file ({err.strerror or err}); check the "
+                           "path") from None  # fmt: skip
 
 
 def read_torchscript_metadata(source: str | Path | bytes) -> dict[str, Any]:

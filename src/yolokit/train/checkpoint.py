@@ -3,9 +3,10 @@
 A run directory's ``weights/`` holds ``last.safetensors`` / ``best.safetensors`` (the EMA weights, native format
 with metadata) and ``last_state.pt``: everything else a resumed run needs to continue exactly (model and EMA
 tensors, optimizer, counters, every RNG state, sampler position, loss and hook states). The state file is a
-``torch.save`` of plain tensors, numbers, strings, lists and dicts, so ``torch.load(weights_only=True)`` reads it:
-no code runs on load. Every file is written atomically (temp file + fsync + rename); the state file is written
-last in an epoch, so it is the commit point: a kill at any moment leaves the last complete epoch resumable.
+``torch.save`` of plain tensors, numbers, strings, lists and dicts, read back by yolokit's restricted unpickler
+(``weights.native.read_plain_pt``, the guarded reader of native ``.pt`` files): no code runs on load. Every file
+is written atomically (temp file + fsync + rename); the state file is written last in an epoch, so it is the commit
+point: a kill at any moment leaves the last complete epoch resumable.
 """
 
 from __future__ import annotations
@@ -65,16 +66,21 @@ def save_state(path: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_state(path: str | Path) -> dict[str, Any]:
-    """Read a state file written by :func:`save_state` (``weights_only=True``: nothing in it is executed)."""
+    """Read a state file written by :func:`save_state` with yolokit's restricted unpickler (``weights.native.
+    read_plain_pt``: torch's tensor globals only, nesting and sizes bounded): nothing in it is executed."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"no training state at {path}: resume needs the run directory of a yolokit training run "
                           f"(with weights/{STATE_FILE}); start a new run instead")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is the same one-line answer
-        raise ConfigError(f"cannot read the training state {path} ({type(error).__name__}): the file is damaged or "
-                          "not a yolokit state file; start a new run") from None
+    from yolokit.errors import WeightsError
+    from yolokit.weights.native import read_plain_pt
+
+    try:  # the guarded reader of weights files (depth, sizes, tensor globals only), never torch.load
+        state = read_plain_pt(path)
+    except WeightsError as error:
+        reason = str(error).removeprefix(f"{path}: ")
+        raise ConfigError(f"cannot read the training state {path} ({reason}): the file is damaged or not a yolokit "
+                          "state file; start a new run") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise ConfigError(f"{path} is not a yolokit training state file: pass a yolokit run directory")
     if int(state.get("version", 0)) > STATE_VERSION:

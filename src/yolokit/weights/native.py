@@ -165,7 +165,7 @@ def write_native_pt(path: str | Path, state_dict: dict, metadata: dict[str, Any]
 
 
 def read_native_pt(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a native ``.pt`` with ``torch.load(weights_only=True)`` -> ``(state_dict in stored dtypes, metadata)``."""
+    """Read a native ``.pt`` (restricted unpickler, never torch.load) -> ``(state_dict in stored dtypes, metadata)``."""
     path = Path(path)
     with open(path, "rb") as handle:  # a file object: torch.load would treat a path ending in .safetensors as such
         return load_native_pt(path, handle)
@@ -179,6 +179,24 @@ def load_native_pt(path: Path, handle: BinaryIO) -> tuple[dict[str, torch.Tensor
 
     with TorchArchive(path, handle=handle) as archive:
         return load_native_archive(archive)
+
+
+def read_plain_pt(path: str | Path) -> Any:
+    """A ``torch.save`` file of tensors and plain types only (e.g. a training state), read as hostile input.
+
+    The same guarded path as a native ``.pt`` (zip member and storage bounds, nesting depth, copy budget), limited to
+    the native globals (torch's tensor rebuilds and storage types, ``collections.OrderedDict``): nothing is executed.
+    Tensors come back as views of the storages read (shared like ``torch.load``'s). Raises ``WeightsError`` (one
+    line naming the file; ``UnsafeWeightsError`` for another global)."""
+    from yolokit.weights._foreign_archive import TorchArchive
+    from yolokit.weights._native_read import read_native_archive
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle, TorchArchive(path, handle=handle) as archive:
+            return read_native_archive(archive)
+    except OSError as err:  # PermissionError / EIO / a folder
+        raise WeightsError(f"{path}: cannot read the file ({err.strerror or err})") from None
 
 
 def load_native_archive(archive: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -35,9 +35,9 @@ class Loaded:
 
 
 def load_source(source: str | Path | DetectionModel, num_classes: int | None = None,
-                task: str | None = None) -> Loaded:
+                task: str | None = None, *, trusted: bool = False) -> Loaded:
     """Load ``source`` (see :class:`yolokit.model.YOLO`); ``task`` (the task expected) must agree with its own,
-    ``num_classes`` overrides the class count of a spec."""
+    ``num_classes`` overrides the class count of a spec; ``trusted``: a TorchScript file not exported here."""
     import torch
 
     if isinstance(source, torch.nn.Module):
@@ -50,7 +50,7 @@ def load_source(source: str | Path | DetectionModel, num_classes: int | None = N
         return load_registry(source, task)
     path = resolve_weights(source)
     if path is not None:
-        return _load_file(path, task)
+        return _load_file(path, task, trusted)
     from yolokit.models.spec import load_spec, spec_rows
 
     spec = load_spec(source)
@@ -60,7 +60,7 @@ def load_source(source: str | Path | DetectionModel, num_classes: int | None = N
     return Loaded(model, spec_task)
 
 
-def _load_file(path: Path, task: str | None) -> Loaded:
+def _load_file(path: Path, task: str | None, trusted: bool = False) -> Loaded:
     """A local weights file; an exported ONNX / TorchScript file gives its backend (predict and val only)."""
     from yolokit.export.torchscript import is_torchscript
     from yolokit.weights import detect_format, load_weights
@@ -69,13 +69,9 @@ def _load_file(path: Path, task: str | None) -> Loaded:
         from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
         from yolokit.backends.torchscript_backend import TorchScriptBackend
 
-        runtime = TorchScriptBackend(path) if is_torchscript(path) else OnnxRuntimeBackend(path)
-        metadata = dict(runtime.metadata)
-        return Loaded(None, pick_task(metadata.get("task"), task, str(path)), metadata, path, runtime)
-    model = load_weights(path)
-    metadata = dict(getattr(model, "metadata", {}) or {})
-    return Loaded(model, pick_task(metadata.get("task") or getattr(model, "task", None), task, str(path)), metadata,
-                  path)
+        runtime = TorchScriptBackend(path, trusted=trusted) if is_torchscript(path) else OnnxRuntimeBackend(path)
+        return _of_runtime(runtime, task, str(path), path)
+    return _of_model(load_weights(path), task, str(path), path)
 
 
 def load_registry(uri: str, task: str | None) -> Loaded:
@@ -87,13 +83,21 @@ def load_registry(uri: str, task: str | None) -> Loaded:
     if loaded.onnx_bytes is not None:
         from yolokit.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        runtime = OnnxRuntimeBackend(loaded.onnx_bytes)
-        metadata = dict(runtime.metadata)
-        return Loaded(None, pick_task(metadata.get("task"), task, version.ref), metadata, loaded.path, runtime,
-                      version)
-    metadata = dict(getattr(loaded.model, "metadata", {}) or {})
-    found = metadata.get("task") or getattr(loaded.model, "task", None)
-    return Loaded(loaded.model, pick_task(found, task, version.ref), metadata, loaded.path, registry_version=version)
+        return _of_runtime(OnnxRuntimeBackend(loaded.onnx_bytes), task, version.ref, loaded.path, version)
+    return _of_model(loaded.model, task, version.ref, loaded.path, version)
+
+
+def _of_model(model: DetectionModel, task: str | None, what: str, path: Path | None, version: Any = None) -> Loaded:
+    """Loaded weights: their metadata, and the task it records (else the model's ``task`` attribute)."""
+    metadata = dict(getattr(model, "metadata", {}) or {})
+    found = metadata.get("task") or getattr(model, "task", None)
+    return Loaded(model, pick_task(found, task, what), metadata, path, registry_version=version)
+
+
+def _of_runtime(runtime: Any, task: str | None, what: str, path: Path | None, version: Any = None) -> Loaded:
+    """An exported file's backend: no PyTorch model; metadata and task from the file."""
+    metadata = dict(runtime.metadata)
+    return Loaded(None, pick_task(metadata.get("task"), task, what), metadata, path, runtime, version)
 
 
 def resolve_weights(source: str | Path) -> Path | None:

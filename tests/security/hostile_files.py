@@ -25,7 +25,7 @@ from foreign_helpers import (  # noqa: E402
     write_archive,
 )
 
-__all__ = ["set_declared_size"]  # re-exported for the tests
+__all__ = ["Call", "Fake", "fake_torch_save", "set_declared_size"]  # re-exported for the tests
 DETECTION_MODEL = b"cultralytics.nn.tasks\nDetectionModel\n"
 
 

@@ -50,12 +50,15 @@ def test_untrusted_torchscript_is_refused_in_every_entry_point_and_nothing_runs(
     assert _markers(marker) == []
 
 
-def test_trusted_true_runs_it_so_the_file_really_is_hostile(evil):
+def test_trusted_true_runs_it_so_the_file_really_is_hostile(evil, tmp_path):
     path, marker = evil
-    outcome = run_cases({"trusted": "from yolokit.export.torchscript import load_torchscript\n"
-                                    f"module, _ = load_torchscript({str(path)!r}, trusted=True)"})["trusted"]
-    assert outcome.kind == "ok", outcome
+    other = hostile_torchscript(tmp_path / "other.torchscript", tmp_path / "other")
+    outcomes = run_cases({"load_torchscript": "from yolokit.export.torchscript import load_torchscript\n"
+                                             f"module, _ = load_torchscript({str(path)!r}, trusted=True)",
+                          "YOLO": f"from yolokit import YOLO\nresult = YOLO({str(other)!r}, trusted=True).names"})
+    assert all(outcome.kind == "ok" for outcome in outcomes.values()), outcomes
     assert _markers(marker) == ["marker.load"]  # __setstate__ ran on load (forward was never called)
+    assert _markers(tmp_path / "other") == ["other.load"]
 
 
 def test_cli_refuses_with_one_line_and_trusted_key_opts_in(evil, tmp_path):

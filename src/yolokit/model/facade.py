@@ -41,10 +41,12 @@ class YOLO:
         num_classes: override the class count when building from a spec.
         task: the task expected (``"detect"``); a source of another task is a ``ConfigError``. Default: the
             source's own task (weights metadata, the model's ``task``, or the spec's head layer).
+        trusted: load a TorchScript file yolokit did not export on this machine. Its code runs when it is loaded:
+            only for a file from a source you trust (otherwise ``UntrustedCodeError``, and nothing runs).
     """
 
     def __init__(self, source: str | Path | DetectionModel = "yolo26n.yaml", *, num_classes: int | None = None,
-                 task: str | None = None):
+                 task: str | None = None, trusted: bool = False):
         self.source = source
         self.ckpt_path: Path | None = None
         self.metadata: dict[str, Any] = {}
@@ -55,12 +57,12 @@ class YOLO:
         if task is not None:
             get_task(task)  # an unknown name fails before anything is read
         self._task: TaskSpec
-        self.model = self._load(source, num_classes, task)
+        self.model = self._load(source, num_classes, task, trusted)
 
     def _load(self, source: str | Path | DetectionModel, num_classes: int | None,
-              task: str | None) -> DetectionModel | None:
+              task: str | None, trusted: bool = False) -> DetectionModel | None:
         """Load ``source`` (:func:`yolokit.model.loading.load_source`) and hold what it gave; returns the model."""
-        loaded = load_source(source, num_classes, task)
+        loaded = load_source(source, num_classes, task, trusted=trusted)
         self.metadata, self._task, self.ckpt_path = loaded.metadata, loaded.task, loaded.ckpt_path
         self.runtime, self.registry_version = loaded.runtime, loaded.registry_version
         return loaded.model

@@ -52,7 +52,7 @@ def test_untrusted_torchscript_is_refused_in_every_entry_point_and_nothing_runs(
 
 def test_trusted_true_runs_it_so_the_file_really_is_hostile(evil, tmp_path):
     path, marker = evil
-    other = hostile_torchscript(tmp_path / "other.torchscript", tmp_path / "other")
+    other = hostile_torchscript(tmp_path / "second.torchscript", tmp_path / "other")
     outcomes = run_cases({"load_torchscript": "from yolokit.export.torchscript import load_torchscript\n"
                                              f"module, _ = load_torchscript({str(path)!r}, trusted=True)",
                           "YOLO": f"from yolokit import YOLO\nresult = YOLO({str(other)!r}, trusted=True).names"})

@@ -94,7 +94,7 @@ def test_unwritable_output_folder_is_one_line(tmp_path, capsys):
     image.write_bytes(png_header(32, 32))
     code = main(["predict", f"model={FIXTURE}", f"source={image}", f"project={blocker}", "imgsz=64"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "cannot create the output folder" in err[0], err
+    assert code == 2 and len(err) == 1 and "cannot write the output folder" in err[0], err
 
 
 def test_huge_ints_in_inspect_json(tmp_path, capsys):

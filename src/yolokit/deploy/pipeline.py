@@ -275,6 +275,10 @@ def export_model(model: Any, cfg: ExportConfig, path: str | Path, *, source: str
     if cfg.format not in ("onnx", "torchscript"):
         raise ExportError(f"export_model writes onnx or torchscript files, got format={cfg.format!r}: save "
                           "safetensors/pt with YOLO.save")
+    if is_main_process():
+        from yolokit.utils.io import check_output_file
+
+        check_output_file(path, f"{cfg.format} export file", "pass file= a writable path")  # before any work
     stride = int(model.stride.max())
     shape_hw = _export_shape(cfg.imgsz, stride)
     if cfg.format == "torchscript":

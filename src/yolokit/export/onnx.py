@@ -181,6 +181,10 @@ def export_onnx(model: DetectionModel, f: str | Path | io.BytesIO | None = None,
             ops without float16 kernels stay float32).
     """
     require("onnx")
+    if isinstance(f, (str, Path)):
+        from yolokit.utils.io import check_output_file
+
+        check_output_file(f, "ONNX file")  # before tracing
     prepared = prepare_for_export(model, nms_free)
     shape_hw = _export_shape(imgsz, int(max(float(s) for s in prepared.stride)))
     raw = _trace_to_onnx(prepared, shape_hw, dynamic, nms_free, opset)

@@ -57,6 +57,10 @@ def export_torchscript(model: Any, f: str | Path | None = None, *, imgsz: int | 
 
     from yolokit.export.onnx import _export_shape, prepare_for_export
 
+    if f is not None:
+        from yolokit.utils.io import check_output_file
+
+        check_output_file(f, "TorchScript file")  # before tracing
     prepared = prepare_for_export(model, nms_free)
     shape_hw = _export_shape(imgsz, int(max(float(s) for s in prepared.stride)))
     dummy = torch.zeros(1, 3, *shape_hw)

@@ -212,6 +212,11 @@ class YOLO:
         it was exported from (registering the source weights first if they are not registered yet).
         """
         register, registry = overrides.pop("register", None), overrides.pop("registry", None)
+        if register:  # the registry folder is checked before the export runs, not after it
+            from yolokit.registry.names import default_registry_path
+            from yolokit.utils.io import check_output_dir
+
+            check_output_dir(default_registry_path(registry or None), "registry folder", "pass registry=PATH")
         path = self._export(format, overrides)
         if register:
             from yolokit.registry import register_export

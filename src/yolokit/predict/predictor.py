@@ -82,6 +82,8 @@ class Predictor:
         src = open_source(source, vid_stride=cfg.vid_stride)
         owns_source = not isinstance(source, Source)
         outputs = _RunOutputs(cfg) if (cfg.save or cfg.save_txt or cfg.save_crop) and is_main_process() else None
+        if outputs is not None:
+            outputs._dir()  # created and checked writable before any image is predicted
         totals, seen, shape = np.zeros(3), 0, None
         log = cfg.verbose and is_main_process()
         items = progress(src, desc="predict", total=src.count, enabled=log and not src.single, unit="img")

@@ -151,10 +151,12 @@ class Registry:
                 provenance records.
         """
         from yolokit.registry.describe import describe_file
+        from yolokit.utils.io import check_output_dir
 
         check_name(name)
         check_relation(relation)
         tags = _check_tags(tags)
+        check_output_dir(self.path, "registry folder", "pass registry=PATH, or set YOLOKIT_REGISTRY to a writable one")
         info = describe_file(weights_file)
         fields = {"metrics": dict(metrics if metrics is not None else info.metrics),
                   "dataset_fingerprint": dataset_fingerprint or info.dataset_fingerprint,

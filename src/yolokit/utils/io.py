@@ -1,4 +1,6 @@
-"""File helpers: atomic writes (temp file + fsync + rename), sha256, numbered run directories, the cache root."""
+"""File helpers: atomic writes (temp file + fsync + rename), sha256, numbered run directories, the cache root, and
+the checks that an output file or folder can be written (``check_output_file`` / ``check_output_dir``), made before
+the work that fills it starts."""
 
 from __future__ import annotations
 
@@ -32,13 +34,16 @@ def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success fsync it and rename it over ``path``.
 
     On any exception the temporary file is removed and ``path`` is left as it was, so a reader never sees a
-    half-written file.
+    half-written file. A folder that cannot be created or written raises ``OutputPathError`` (an ``OSError`` too).
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open mode must be 'w' or 'wb', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a parent that is a file, read-only, /proc...: one line, nothing written
+        raise _output_error(path, "file", err) from None
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
@@ -95,12 +100,51 @@ def increment_dir(base: str | Path, exist_ok: bool = False, mkdir: bool = True) 
         number = 2
         while (path := base.with_name(f"{base.name}{number}")).exists():
             number += 1
-    if mkdir:
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as err:  # unwritable or missing parent: one line, not a traceback
-            from yolokit.errors import ConfigError
+    if mkdir:  # created and probed now: an unwritable folder fails before the run, not at its first save
+        check_output_dir(path, "output folder", "choose a writable folder with project=...")
+    return path
 
-            raise ConfigError(f"cannot create the output folder {path} ({err.strerror or err}); choose a writable "
-                              "folder with project=...") from None  # fmt: skip
+
+def _output_error(path: Path, kind: str, err: OSError | str, hint: str = "") -> Exception:
+    from yolokit.errors import OutputPathError
+
+    reason = err if isinstance(err, str) else (err.strerror or str(err))
+    return OutputPathError(f"cannot write the {kind} {path} ({reason}); "
+                           f"{hint or 'choose a writable location'}")  # fmt: skip
+
+
+def check_output_dir(folder: str | Path, what: str = "output folder", hint: str = "") -> Path:
+    """Create ``folder`` (with its parents) and check a file can be created in it, by creating and removing an empty
+    temporary file (so it holds for root, read-only mounts and ``/proc`` too, where permission bits say nothing).
+
+    Raises:
+        OutputPathError: one line: what, where, why (a parent that is a file, read-only, ...) and ``hint``.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise _output_error(folder, what, "it is a file, not a folder", hint)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".yolokit-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise _output_error(folder, what, err, hint) from None
+    return folder
+
+
+def check_output_file(path: str | Path, what: str = "output file", hint: str = "") -> Path:
+    """Check ``path`` can be written (atomically, beside it) before the work that produces it starts: not a folder,
+    not a read-only file, in a folder :func:`check_output_dir` accepts (created if missing).
+
+    Raises:
+        OutputPathError: one line naming ``what`` and ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise _output_error(path, what, "it is a folder", hint or "pass a file name")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise _output_error(path, what, "the existing file is read-only", hint or "make it writable or choose "
+                            "another file")  # fmt: skip
+    check_output_dir(path.parent, f"folder of the {what}", hint)
     return path

@@ -30,10 +30,12 @@ def save_weights(model: torch.nn.Module, path: str | Path, *, half: bool = False
     keys (``imgsz``, ``parent_sha256``, ``provenance`` (merged), extra keys); ``task``, ``spec``, ``names`` and
     ``stride`` always come from the model. Returns ``Path(path)``.
     """
+    from yolokit.utils.io import check_output_file
     from yolokit.weights.keys import strip_wrapper_prefixes, unwrap_model
 
     path = Path(path)
     _save_format(path)
+    check_output_file(path, "weights file")
     plain = unwrap_model(model)
     state_dict = strip_wrapper_prefixes(plain.state_dict())
     return _write(path, state_dict, _merged_metadata(plain, metadata), half)
@@ -47,12 +49,14 @@ def convert_weights(src: str | Path, dst: str | Path, *, half: bool = False) -> 
     before anything is written.
     """
     from yolokit.models.builder import build_model
+    from yolokit.utils.io import check_output_file
     from yolokit.weights.metadata import build_metadata, normalize_metadata
     from yolokit.weights.native import check_fit
     from yolokit.weights.read import read_weights
 
     dst = Path(dst)
     _save_format(dst)
+    check_output_file(dst, "converted weights file")  # before reading src
     weights = read_weights(src)
     if not weights.metadata:
         raise WeightsError(f"{weights.path}: no yolokit metadata (spec, names) to convert; load it into a model")

@@ -232,8 +232,8 @@ def decode_metadata(props: dict[str, str]) -> dict[str, Any]:
     for key, value in props.items():
         try:
             decoded[key] = json.loads(value)
-        except (TypeError, ValueError):
-            decoded[key] = value  # a foreign producer's plain-text property
+        except (TypeError, ValueError, RecursionError):  # RecursionError: a hostile file's deeply nested JSON
+            decoded[key] = value  # a foreign producer's plain-text property (checked as a value by its reader)
     if isinstance(decoded.get("names"), dict):
         decoded["names"] = {int(k): str(v) for k, v in decoded["names"].items()}
     return decoded

@@ -22,6 +22,7 @@ import logging
 import os
 import warnings
 import zipfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,11 @@ def load_torchscript(source: str | Path | bytes, device: str = "cpu", *,
     if not extra[EXTRA_FILE]:
         raise ExportError(f"TorchScript model {name} has no yolokit metadata (yolokit.json): export it with "
                           "yolokit's format=torchscript")  # fmt: skip
-    raw = json.loads(extra[EXTRA_FILE])
+    from yolokit.weights._native_read import loads_json
+
+    raw = loads_json(extra[EXTRA_FILE], EXTRA_FILE, Path(name))  # one line for bad / over-deep JSON
+    if not isinstance(raw, dict):
+        raise ExportError(f"TorchScript model {name}: {EXTRA_FILE} is not a JSON object; re-export the model")
     return module.eval(), decode_metadata({k: json.dumps(v) for k, v in raw.items()})
 
 
@@ -166,17 +171,29 @@ def read_torchscript_metadata(source: str | Path | bytes) -> dict[str, Any]:
     """The ``yolokit.json`` metadata of a TorchScript file (read from the zip, the module is not loaded)."""
     from yolokit.export.onnx import decode_metadata
 
-    with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
-        name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
-        if name is None:
-            raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
-                              "format=torchscript")
-        if archive.getinfo(name).file_size > 16 * 2**20:  # checked before reading: the size is only declared
-            raise ExportError(f"TorchScript model metadata {name} declares {archive.getinfo(name).file_size} bytes; "
-                              "expected a small yolokit.json: re-export the model")  # fmt: skip
-        try:
-            raw = json.loads(archive.read(name))
-        except (ValueError, RecursionError) as error:
-            raise ExportError(f"TorchScript model metadata is not valid JSON ({type(error).__name__}): re-export "
-                              "the model") from None  # fmt: skip
+    try:
+        with zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source) as archive:
+            raw = _read_extra(archive)
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as error:
+        raise ExportError(f"cannot read the TorchScript file {source if not isinstance(source, bytes) else ''} "
+                          f"({type(error).__name__}: {error}); pass a file written by yolokit's export "
+                          "format=torchscript") from None  # fmt: skip
+    if not isinstance(raw, dict):
+        raise ExportError(f"TorchScript model metadata {EXTRA_FILE} is not a JSON object: re-export the model")
     return decode_metadata({k: json.dumps(v) for k, v in raw.items()})
+
+
+def _read_extra(archive: zipfile.ZipFile) -> Any:
+    """The decoded ``yolokit.json`` of an open TorchScript archive (its declared size checked before reading)."""
+    name = next((n for n in archive.namelist() if n.endswith(f"/extra/{EXTRA_FILE}")), None)
+    if name is None:
+        raise ExportError("TorchScript model has no yolokit metadata (yolokit.json): export it with yolokit's "
+                          "format=torchscript")
+    if archive.getinfo(name).file_size > 16 * 2**20:  # checked before reading: the size is only declared
+        raise ExportError(f"TorchScript model metadata {name} declares {archive.getinfo(name).file_size} bytes; "
+                          "expected a small yolokit.json: re-export the model")  # fmt: skip
+    try:
+        return json.loads(archive.read(name))
+    except (ValueError, RecursionError) as error:
+        raise ExportError(f"TorchScript model metadata is not valid JSON ({type(error).__name__}): re-export "
+                          "the model") from None  # fmt: skip

@@ -79,7 +79,7 @@ def _inspect_torch_archive(source: OpenedWeights, report: dict[str, Any]) -> Non
             "the file was not unpickled and must not be loaded"))  # fmt: skip
         return
     foreign = report["format"] in ("ultralytics-pt", "yolov5-pt")
-    kind = "restricted unpickler" if foreign else "torch.load(weights_only=True)"
+    kind = "restricted unpickler" if foreign or report["format"] == "yolokit-pt" else "torch.load(weights_only=True)"
     report["safety"]["detail"] = f"{len(refs)} pickle globals, all on the allow-list ({kind}); no code is executed"
     if report["format"] == TORCH_PICKLE:  # allow-listed globals only: describe a plain state_dict if it is one
         _describe_plain_pickle(source, report)

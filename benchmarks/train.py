@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train.py --reference-python /root/refenv/bin/python \\
         [--models yolov8n yolo11n yolo26n] [--imgsz 320 640] [--images 128] [--batch 16] [--epochs 2] \\
-        [--rounds 3] [--workers -1] [--threads 0] [--reference-threads 0] [--out benchmarks/results/train.json]
+        [--rounds 3] [--workers -1] [--threads 0] [--reference-threads 0] [--hogs 0] \\
+        [--out benchmarks/results/train.json]
     .venv/bin/python benchmarks/train.py --quick          # smoke run: yolov8n, 64 px, 8 images, yolokit only
 
 What is measured: images/s of each training epoch (from the epoch's start to the end of its last optimizer step:
@@ -23,11 +24,19 @@ use: both keep their loader workers alive across epochs; by default (``--workers
 count (the reference: min(8, CPUs); yolokit on the CPU: the CPUs its torch threads leave free, so 0 on 2 cores with
 2 threads), and the table states the counts used; ``--workers N`` gives both sides N.
 
-Threads: each side at its own default unless ``--threads`` (yolokit) / ``--reference-threads`` say otherwise; on a
-2-core machine the reference runs torch with 1 thread, yolokit with torch's default (one per core). The table
-states the count each side actually used. This file runs in both environments (``--worker yolokit|reference``);
-the worker's reference side only calls the reference package's public API (``YOLO(spec).train(...)`` and its
-callbacks) and never imports yolokit.
+Threads: each side at its own default unless ``--threads`` (yolokit's ``threads=``) / ``--reference-threads`` say
+otherwise; on a 2-core machine the reference runs torch with 1 thread, yolokit with the physical cores free when
+the run starts (``threads=None``: 2 on an idle machine, 1 when another process keeps a core busy). The table states
+the count each side actually used.
+
+Under load (``--hogs N``): every round also runs both sides with N busy-loop processes alive (the hog helpers of
+``benchmarks/under_load.py``, started 1 s before the pair and stopped after it), so each row comes in two phases,
+``hogs=0`` and ``hogs=N``, measured in the same rounds (the phase order flips every round), and the script prints
+each side's loaded / idle ratio of the median images/s. The 1-minute load average before each run is recorded
+(``load`` column: the median): other work on the machine is not stopped by the script.
+
+This file runs in both environments (``--worker yolokit|reference``); the worker's reference side only calls the
+reference package's public API (``YOLO(spec).train(...)`` and its callbacks) and never imports yolokit.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from typing import Any
 
 RESULT_PREFIX = "TRAIN_BENCH_RESULT "
 SAMPLE_INTERVAL_S = 0.2
+HOG_MAX_S = 900.0  # a CPU hog never outlives this, even if the driver dies
 
 
 # --- worker side (runs in either environment; standard library only at import) ---------------------------------
@@ -137,9 +147,6 @@ def _worker_yolokit(args: argparse.Namespace, clock: EpochClock) -> dict[str, An
     from yolokit.train.hooks import HookBase
     from yolokit.train.trainer import Trainer
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
     class EpochTimer(HookBase):
         def before_epoch(self) -> None:
             clock.begin()
@@ -152,7 +159,7 @@ def _worker_yolokit(args: argparse.Namespace, clock: EpochClock) -> dict[str, An
 
     overrides = {"data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
                  **({"workers": args.workers} if args.workers >= 0 else {}), "device": "cpu", "seed": args.seed,
-                 "val": False, "plots": False,
+                 **({"threads": args.threads} if args.threads else {}), "val": False, "plots": False,
                  "close_mosaic": args.close_mosaic, "project": args.project, "name": "yolokit", "exist_ok": True,
                  "verbose": False}
     config = make_config(TrainConfig, overrides)
@@ -269,27 +276,51 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
     return q[0], q[2]
 
 
-def compare(model: str, imgsz: int, args: argparse.Namespace, work: Path) -> tuple[dict, list[dict]]:
+def _pair(sides: list[str], hogs: int, run: Any) -> list[dict]:
+    """``run(side)`` for each side in order, with ``hogs`` busy processes alive for the pair (under_load's)."""
+    from under_load import start_hogs, stop_hogs
+
+    running = start_hogs(hogs, HOG_MAX_S) if hogs else []
+    try:
+        if hogs:
+            time.sleep(1.0)  # let the hogs take their cores
+        return [run(side) for side in sides]
+    finally:
+        stop_hogs(running)
+
+
+def compare(model: str, imgsz: int, args: argparse.Namespace, work: Path) -> tuple[list[dict], list[dict]]:
+    """Paired rounds of ``model`` at ``imgsz`` -> (one row per phase: idle, and loaded with ``--hogs``, all runs)."""
     data = make_data(work, args.images, imgsz, args.seed)
     sides = ["reference", "yolokit"] if args.reference_python else ["yolokit"]
     pythons = {"reference": args.reference_python, "yolokit": sys.executable}
     copies = {side: side_copy(data, side) for side in sides}
-    runs, per_side = [], {side: [] for side in sides}
+    phases = [0, args.hogs] if args.hogs else [0]
+    runs: list[dict] = []
+    per_phase: dict[int, dict[str, list[dict]]] = {h: {side: [] for side in sides} for h in phases}
+    loads: dict[int, list[float]] = {h: [] for h in phases}
+
     for round_index in range(args.rounds):
-        order = sides if round_index % 2 == 0 else sides[::-1]
-        for side in order:
-            result = run_side(pythons[side], side, model, imgsz, copies[side], args, work)
-            result.update(model=model, imgsz=imgsz, round=round_index)
-            runs.append(result)
-            per_side[side].append(timed(result))
-            print(f"  round {round_index + 1}/{args.rounds} {side:<9} {model} {imgsz}: "
-                  f"{per_side[side][-1]['images_per_s']:.2f} img/s", flush=True)
-    return summarise(model, imgsz, per_side, args), runs
+        for hogs in phases if round_index % 2 == 0 else phases[::-1]:
+            def run(side: str, hogs: int = hogs, round_index: int = round_index) -> dict:
+                load = os.getloadavg()[0]
+                result = run_side(pythons[side], side, model, imgsz, copies[side], args, work)
+                result.update(model=model, imgsz=imgsz, round=round_index, hogs=hogs, load1=load)
+                per_phase[hogs][side].append(timed(result))
+                loads[hogs].append(load)
+                print(f"  round {round_index + 1}/{args.rounds} hogs={hogs} {side:<9} {model} {imgsz}: "
+                      f"{per_phase[hogs][side][-1]['images_per_s']:.2f} img/s (load {load:.2f})", flush=True)
+                return result
+
+            runs += _pair(sides if round_index % 2 == 0 else sides[::-1], hogs, run)
+    return [summarise(model, imgsz, per_phase[h], args, hogs=h, loads=loads[h]) for h in phases], runs
 
 
-def summarise(model: str, imgsz: int, per_side: dict[str, list[dict]], args: argparse.Namespace) -> dict:
+def summarise(model: str, imgsz: int, per_side: dict[str, list[dict]], args: argparse.Namespace, *, hogs: int = 0,
+              loads: list[float] | None = None) -> dict:
     row: dict[str, Any] = {"model": model, "imgsz": imgsz, "batch": args.batch, "images": args.images,
-                           "rounds": args.rounds, "epochs": args.epochs, "workers": args.workers}
+                           "rounds": args.rounds, "epochs": args.epochs, "workers": args.workers, "hogs": hogs,
+                           "load1": statistics.median(loads) if loads else None}
     for side, results in per_side.items():
         row[side] = {key: statistics.median(r[key] for r in results) for key in results[0]}
     if "reference" in per_side:
@@ -300,6 +331,19 @@ def summarise(model: str, imgsz: int, per_side: dict[str, list[dict]], args: arg
     return row
 
 
+def loaded_over_idle(rows: list[dict]) -> list[dict]:
+    """Per model, size and hog count: each side's loaded / idle ratio of the median images/s."""
+    idle = {(r["model"], r["imgsz"]): r for r in rows if not r.get("hogs")}
+    out = []
+    for row in rows:
+        base = idle.get((row["model"], row["imgsz"]))
+        if row.get("hogs") and base is not None:
+            ratios = {side: row[side]["images_per_s"] / base[side]["images_per_s"] for side in ("reference", "yolokit")
+                      if side in row and side in base}
+            out.append({"model": row["model"], "imgsz": row["imgsz"], "hogs": row["hogs"], "ratios": ratios})
+    return out
+
+
 def _get(row: dict, side: str, key: str) -> Any:
     return row.get(side, {}).get(key)
 
@@ -307,6 +351,7 @@ def _get(row: dict, side: str, key: str) -> Any:
 COLUMNS = [
     ("model", 9, "", lambda r: r["model"]), ("imgsz", 5, "d", lambda r: r["imgsz"]),
     ("batch", 5, "d", lambda r: r["batch"]), ("rounds", 6, "d", lambda r: r["rounds"]),
+    ("hogs", 4, "d", lambda r: r.get("hogs", 0)), ("load", 4, ".1f", lambda r: r.get("load1")),
     ("ref img/s", 9, ".2f", lambda r: _get(r, "reference", "images_per_s")),
     ("yk img/s", 8, ".2f", lambda r: _get(r, "yolokit", "images_per_s")),
     ("speed-up", 8, ".2f", lambda r: r.get("speedup")),
@@ -333,6 +378,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=-1, help="loader workers (both; -1: own default)")
     parser.add_argument("--threads", type=int, default=0, help="yolokit torch threads (0: its default)")
     parser.add_argument("--reference-threads", type=int, default=0, help="reference torch threads (0: its default)")
+    parser.add_argument("--hogs", type=int, default=0, help="also measure with N busy processes (0: idle only)")
     parser.add_argument("--close-mosaic", type=int, default=0, help="both sides (0: mosaic in every epoch)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
@@ -371,19 +417,25 @@ def main(argv: list[str] | None = None) -> int:
         rows, runs = [], []
         for model in args.models:
             for imgsz in args.imgsz:
-                row, model_runs = compare(model, imgsz, args, work)
-                rows.append(row)
+                model_rows, model_runs = compare(model, imgsz, args, work)
+                rows += model_rows
                 runs += model_runs
     workers = args.workers if args.workers >= 0 else "each side's default"
     print_table(rows, f"Training images/s per epoch and peak memory (MB); {args.images} synthetic images, "
-                      f"{args.epochs} epoch(s) per run, workers={workers}; *PSS of the process tree", COLUMNS)
+                      f"{args.epochs} epoch(s) per run, workers={workers}; *PSS of the process tree; load: 1-min "
+                      "load average before the runs (median)", COLUMNS)
+    degradation = loaded_over_idle(rows)
+    for entry in degradation:
+        print(f"loaded/idle images/s, {entry['model']} {entry['imgsz']} with {entry['hogs']} hog(s): " +
+              ", ".join(f"{side} {ratio:.2f}" for side, ratio in entry["ratios"].items()))
     versions = {r["side"]: {"version": r["version"], "torch": r["torch"]} for r in runs}
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "python": sys.version.split()[0], "versions": versions,
             "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "data", "project")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "rows": rows, "runs": runs}, indent=2))
+    out.write_text(json.dumps({"meta": meta, "rows": rows, "loaded_over_idle": degradation, "runs": runs},
+                              indent=2))
     print(f"wrote {out}")
     return 0
 

@@ -80,12 +80,14 @@ def test_threads_key_is_checked(bad):
         make_config(TrainConfig, threads=bad)
 
 
-def test_loader_workers_follow_the_chosen_count(monkeypatch):
-    monkeypatch.setattr(trainer_module, "_available_cpus", lambda: 2)
+@pytest.mark.parametrize(("cpus", "threads", "busy", "workers"), [(2, 1, 0.0, 1), (2, 2, 0.0, 0), (2, 1, 0.9, 0),
+                                                                 (8, 2, 1.2, 5), (8, 2, 0.4, 6), (4, 4, 3.0, 0)])
+def test_loader_workers_follow_the_chosen_count_and_the_busy_cpus(monkeypatch, cpus, threads, busy, workers):
+    monkeypatch.setattr(trainer_module, "_available_cpus", lambda: cpus)
+    monkeypatch.setattr(thread_utils, "busy_cpus", lambda probe_s=0.05: busy)
     cpu = torch.device("cpu")
-    assert loader_workers(make_config(TrainConfig, threads=1), cpu) == 1
-    assert loader_workers(make_config(TrainConfig, threads=2), cpu) == 0
-    assert loader_workers(make_config(TrainConfig, threads=2, workers=2), cpu) == 2  # given: used
+    assert loader_workers(make_config(TrainConfig, threads=threads), cpu) == workers
+    assert loader_workers(make_config(TrainConfig, threads=threads, workers=2), cpu) == 2  # given: used
 
 
 @pytest.mark.slow

@@ -28,7 +28,7 @@ from yolokit.utils import threads as thread_utils
 __all__ = ["choose_train_threads", "PROBE_S"]
 
 logger = logging.getLogger(__name__)
-PROBE_S = 0.25  # seconds of /proc/stat sampling behind an adaptive choice (the run keeps it to its end)
+PROBE_S = 0.5  # seconds of /proc/stat sampling behind an adaptive choice (the run keeps it to its end)
 
 C = TypeVar("C", bound=TrainConfig)
 

@@ -100,7 +100,8 @@ def _available_cpus() -> int:
 
 def loader_workers(config: TrainConfig, device: torch.device) -> int:
     """Data-loading processes: ``workers`` when given (capped at the CPUs); by default, on the CPU, only the CPUs that
-    torch's compute threads (``config.threads`` when set, else torch's current count) leave free.
+    torch's compute threads (``config.threads`` when set, else torch's current count) and other processes (a 50 ms
+    :func:`~yolokit.utils.threads.busy_cpus` probe; the count does not change the batches) leave free.
 
     On a CPU, loader processes running next to a compute thread on the same core stall torch's parallel regions
     (a thread taken off its core holds up the other at every operator): with 2 threads on 2 cores, 2 workers made
@@ -109,11 +110,14 @@ def loader_workers(config: TrainConfig, device: torch.device) -> int:
     cpus = _available_cpus()
     if "workers" in config.given or device.type != "cpu":
         return min(config.workers, cpus)
+    from yolokit.utils import threads as thread_utils
+
     threads = config.threads or torch.get_num_threads()
-    workers = max(0, min(config.workers, cpus - threads))
+    busy = round(thread_utils.busy_cpus()) if cpus > threads and config.workers > 0 else 0
+    workers = max(0, min(config.workers, cpus - threads - busy))
     if workers < min(config.workers, cpus):
-        logger.info("workers=%d: torch computes with %d threads on %d CPUs, so images load in the training process "
-                    "(workers= overrides)", workers, threads, cpus)
+        logger.info("workers=%d: torch computes with %d threads on %d CPUs (%d busy with other work), so images load "
+                    "in the training process (workers= overrides)", workers, threads, cpus, busy)
     return workers
 
 

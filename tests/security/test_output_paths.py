@@ -45,7 +45,8 @@ def model():
 
 
 @pytest.mark.parametrize("options", [{"format": "onnx"}, {"format": "onnx", "half": True},
-                                     {"format": "onnx", "int8": True, "data": "calibration.yaml"}, {"format": "torchscript"},
+                                     {"format": "onnx", "int8": True, "data": "calibration.yaml"},
+                                     {"format": "torchscript"},
                                      {"format": "safetensors"}, {"format": "pt"}],
                          ids=["onnx", "fp16", "int8", "torchscript", "safetensors", "pt"])  # fmt: skip
 def test_every_export_format_fails_before_exporting(model, bad_dir, tmp_path, options, monkeypatch):

@@ -148,7 +148,7 @@ def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> 
     known = [key for cls in classes for key in config_keys(cls) if key != "model"]
     for key in values:
         if key not in known and key not in extra:
-            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra], mode,
+            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra, "trusted"], mode,
                                                   elsewhere=_mode_keys(task)))
     if len(classes) == 1:
         make_config(classes[0], {k: v for k, v in values.items() if k not in extra})
@@ -201,11 +201,21 @@ def _mode_help(mode: str, rest: list[str]) -> str:
         usage = f"\nusage: {doc[0].replace('`', '').rstrip('.')}" if doc and doc[0] != summary else ""
         return f"yolokit {mode}: {summary}{usage}"
     task = next((word.partition("=")[2] for word in rest if word.startswith("task=")), None)
-    extra = [("model", "str", "(required)", "weights file, published name, URL, registry://NAME or a spec YAML")]
+    return settings_help(mode, _mode_configs(mode, task), command_keys(mode))
+
+
+def command_keys(mode: str) -> list[tuple[str, str, str, str]]:
+    """``(key, type, default, meaning)`` of the keys a model mode takes that no settings class holds (the
+    command's own: ``model``, ``trusted``, predict's ``source``, export's ``register``), first in its help."""
+    rows = [("model", "str", "(required)", "weights file, published name, URL, registry://NAME or a spec YAML"),
+            ("trusted", "bool", "False", "load a TorchScript model= yolokit did not export here (its code runs)")]
     if mode == "predict":
-        extra += [("source", "str", "(required)", "image, folder, glob, URL, video, or a .txt list of them"),
-                  ("save", "bool", "True (CLI)", "save annotated images/videos (Python API default: False)")]
-    return settings_help(mode, _mode_configs(mode, task), extra)
+        rows += [("source", "str", "(required)", "image, folder, glob, URL, video, or a .txt list of them"),
+                 ("save", "bool", "True (CLI)", "save annotated images/videos (Python API default: False)")]
+    if mode == "export":
+        rows += [("register", "str", '""', "register the exported file in the registry under this name"),
+                 ("registry", "str", '""', "folder of register= ($YOLOKIT_REGISTRY, else ~/.yolokit/registry)")]
+    return rows
 
 
 def _load(model: str, task: str | None) -> Any:

@@ -323,6 +323,10 @@ def cmd_benchmark(rest: list[str]) -> int:
         raise ConfigError("benchmark needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
     typed = {key: convert_value(key, value, known[key]) for key, value in values.items()}
     int8 = {key: typed.pop(key) for key in ("calib_images", "calib_method", "int8_budget") if key in typed}
+    if "out" in typed:  # before the model is read or downloaded (the benchmark checks its default folder itself)
+        from yolokit.utils.io import check_output_dir
+
+        check_output_dir(typed["out"], "benchmark output folder", "choose a writable folder with out=...")
     rows = _load(typed.pop("model"), None).benchmark(int8=int8 or None, **typed)
     print(format_table(rows))
     return 0

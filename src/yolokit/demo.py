@@ -84,13 +84,17 @@ def run_demo(out: str | Path = "demo_out", quick: bool = False) -> dict[str, Any
 
 
 def _prepare_out(out: Path) -> Path:
-    """``out`` emptied of an earlier demo run; any other non-empty folder is refused."""
-    if out.exists() and any(out.iterdir()):
+    """``out`` emptied of an earlier demo run; any other non-empty folder is refused, and so is a folder that cannot
+    be written (a parent that is a file, read-only, ``/proc``: one ``OutputPathError`` line before any work)."""
+    from yolokit.utils.io import check_output_dir
+
+    check_output_dir(out, "demo output folder", "pass another out=FOLDER")
+    if any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise ConfigError(f"demo output folder {out} exists and was not written by the demo: pass another "
                               "out=FOLDER (or remove it)")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+        out.mkdir()
     (out / MARKER).write_text("written by yolokit demo; the next demo run into this folder replaces it\n")
     return out
 

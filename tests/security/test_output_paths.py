@@ -106,3 +106,54 @@ def test_cli_export_exit_2_one_line(tmp_path):
                            f"file={tmp_path / 'blocker' / 'm.onnx'}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "cannot write the folder of the onnx export file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_synth_demo_and_benchmark_fail_before_any_work(model, bad_dir, tmp_path, monkeypatch):
+    import yolokit.demo
+    from yolokit.data import classify_synth, synth
+    from yolokit.deploy import benchmark
+
+    for module, name in ((synth, "render_image"), (classify_synth, "render_class_image"), (yolokit.demo, "_Walk"),
+                         (benchmark, "_pytorch"), (benchmark, "_export")):
+        monkeypatch.setattr(module, name, lambda *a, _n=name, **k: pytest.fail(f"the work started ({_n})"))
+    with pytest.raises(OutputPathError, match="cannot write the synthetic dataset folder"):
+        synth.make_synthetic_dataset(bad_dir, n_train=2, n_val=1, imgsz=64)
+    with pytest.raises(OutputPathError, match="cannot write the synthetic dataset folder"):
+        classify_synth.make_synthetic_classification(bad_dir, n_train=5, n_val=1, imgsz=64)
+    with pytest.raises(OutputPathError, match="cannot write the demo output folder"):
+        yolokit.demo.run_demo(bad_dir, quick=True)
+    with pytest.raises(OutputPathError, match="cannot write the benchmark output folder") as error:
+        model.benchmark(imgsz=64, out=bad_dir, rounds=1)
+    assert "\n" not in str(error.value) and _nothing_written(tmp_path)
+
+
+def test_a_file_as_the_output_folder(model, tmp_path):
+    from yolokit.data.synth import make_synthetic_dataset
+    from yolokit.demo import run_demo
+
+    target = tmp_path / "taken"
+    target.write_text("keep")
+    for run in (lambda: make_synthetic_dataset(target, n_train=2, n_val=1, imgsz=64),
+                lambda: run_demo(target, quick=True), lambda: model.benchmark(imgsz=64, out=target, rounds=1)):
+        with pytest.raises(OutputPathError, match="it is a file, not a folder"):
+            run()
+    assert target.read_text() == "keep"
+
+
+@pytest.mark.parametrize("argv", [["data", "synth", "{out}", "--train", "2", "--val", "1", "--imgsz", "64"],
+                                  ["data", "synth", "{out}", "--task", "classify", "--train", "5"],
+                                  ["demo", "out={out}", "--quick"],
+                                  ["benchmark", f"model={FIXTURE}", "imgsz=64", "out={out}"]],
+                         ids=["synth", "synth-classify", "demo", "benchmark"])  # fmt: skip
+def test_cli_synth_demo_benchmark_exit_2_one_line(argv, bad_dir, tmp_path, monkeypatch, capsys):
+    import yolokit.cli
+    import yolokit.demo
+    from yolokit.data import classify_synth, synth
+
+    for module, name in ((synth, "render_image"), (classify_synth, "render_class_image"), (yolokit.demo, "_Walk"),
+                         (yolokit.cli, "_load")):  # the model is not even read before out= is checked
+        monkeypatch.setattr(module, name, lambda *a, _n=name, **k: pytest.fail(f"the work started ({_n})"))
+    assert yolokit.cli.main([word.format(out=bad_dir) for word in argv]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot write the" in err and str(bad_dir) in err, err
+    assert _nothing_written(tmp_path)

@@ -19,7 +19,7 @@ import numpy as np
 from yolokit.data.synth import SHAPES, _background, _contrasting_colour, draw_shape, shape_polygon
 from yolokit.errors import ConfigError, DatasetError
 from yolokit.utils.dist import is_main_process
-from yolokit.utils.io import atomic_write_text
+from yolokit.utils.io import atomic_write_text, check_output_dir
 
 __all__ = ["make_synthetic_classification", "render_class_image", "CLASSIFY_SYNTH_VERSION"]
 
@@ -47,10 +47,11 @@ def render_class_image(rng: np.random.Generator, imgsz: int, kind: str, noise_ti
 
 
 def _prepare(out: Path, settings: dict) -> bool:
-    """Ready ``out`` for writing; True when it already holds exactly this dataset."""
+    """Ready ``out`` for writing; True when it already holds exactly this dataset. A folder that cannot be written
+    fails here, before any image is drawn (one ``OutputPathError`` line)."""
     import yaml
 
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise DatasetError(f"{out} is not empty and is not a yolokit synthetic classification dataset; choose "
                                "a new or empty folder")
@@ -58,11 +59,12 @@ def _prepare(out: Path, settings: dict) -> bool:
         if data_yaml.is_file():
             existing = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
             if existing.get("synth") == settings:
-                return True
-            data_yaml.unlink()
+                return True  # reused as it is: nothing is written
+    check_output_dir(out, "synthetic dataset folder", "choose a writable dataset folder")
+    if (out / MARKER).is_file():
+        (out / "data.yaml").unlink(missing_ok=True)
         for split in _SPLITS:
             shutil.rmtree(out / split, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("Made by yolokit make_synthetic_classification; this folder may be regenerated.\n")
     return False
 

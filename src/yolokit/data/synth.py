@@ -23,7 +23,7 @@ import numpy as np
 
 from yolokit.errors import ConfigError, DatasetError
 from yolokit.utils.dist import is_main_process
-from yolokit.utils.io import atomic_write_text
+from yolokit.utils.io import atomic_write_text, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -237,11 +237,12 @@ def _check_arguments(n_train: int, n_val: int, imgsz: int, classes: tuple[str, .
 def _prepare_out(out: Path, params: dict) -> bool:
     """Make ``out`` ready for writing; True when it already holds this exact dataset (nothing to do).
 
-    Only an empty folder or one marked as a yolokit synthetic dataset is used; old splits are removed first.
+    Only an empty folder or one marked as a yolokit synthetic dataset is used; old splits are removed first. A
+    folder that cannot be written fails here, before any image is drawn (one ``OutputPathError`` line).
     """
     import yaml
 
-    if out.exists() and any(out.iterdir()):
+    if out.is_dir() and any(out.iterdir()):
         if not (out / MARKER).is_file():
             raise DatasetError(f"{out} is not empty and is not a yolokit synthetic dataset; choose a new or empty "
                                f"folder")
@@ -250,14 +251,15 @@ def _prepare_out(out: Path, params: dict) -> bool:
             existing = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
             counts = [len(list((out / "images" / s).glob("*.jpg"))) for s in _SPLITS]
             if existing.get("synth") == params and counts == [params["n_train"], params["n_val"]]:
-                return True
-            data_yaml.unlink()
+                return True  # reused as it is: nothing is written (a read-only copy works too)
+    check_output_dir(out, "synthetic dataset folder", "choose a writable dataset folder")
+    if (out / MARKER).is_file():
+        (out / "data.yaml").unlink(missing_ok=True)
         for folder in ("images", "labels"):
             for split in _SPLITS:
                 shutil.rmtree(out / folder / split, ignore_errors=True)
             for cache in (out / folder).glob("*.cache"):
                 cache.unlink()
-    out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("Made by yolokit make_synthetic_dataset; this folder may be regenerated.\n")
     return False
 

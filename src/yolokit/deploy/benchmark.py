@@ -90,8 +90,12 @@ def benchmark(model: Any, *, data: str | None = None, imgsz: int = 640, source: 
         int8: extra INT8 export settings (``calib_images``, ``calib_method``, ``int8_budget``).
     """
     from yolokit.export.latency import paired_latency
+    from yolokit.utils.dist import is_main_process
+    from yolokit.utils.io import check_output_dir
     from yolokit.utils.threads import resolve_threads
 
+    if is_main_process():  # an unwritable out= fails now, not after minutes of exports and timing
+        check_output_dir(out, "benchmark output folder", "choose a writable folder with out=...")
     threads = resolve_threads(threads)
     rows = tuple(r for r in rows if data or r != "onnx-int8")
     backends, table = {}, {}

@@ -86,7 +86,7 @@ def test_safetensors_report(converted: dict[str, pathlib.Path]) -> None:
 def test_native_pt_report(converted: dict[str, pathlib.Path]) -> None:
     report = inspect_weights(converted["pt"])
     assert report["format"] == "yolokit-pt" and report["safety"]["verdict"] == "safe"
-    assert "weights_only" in report["safety"]["detail"]
+    assert "restricted unpickler" in report["safety"]["detail"]  # native .pt: never torch.load (_native_read)
     assert report["safety"]["globals"] and all(g["allowed"] for g in report["safety"]["globals"])
     assert report["dtypes"] == {"float32": 594, "int64": 114} and report["nc"] == 3
 

@@ -113,3 +113,17 @@ def test_adaptive_count_is_recorded_and_reused_on_resume(two_free_cores, tmp_pat
     assert read_weights(run / "weights" / "last.safetensors").metadata["provenance"]["train_args"]["threads"] == 1
     train_tiny(data, tmp_path, "full", epochs=2, threads=1)
     assert_same_tensors(run_tensors(run), run_tensors(tmp_path / "full"))
+
+
+def test_resume_settings_keep_the_recorded_count(two_free_cores, caplog):
+    from yolokit.train.api import _resume_config
+
+    saved = make_config(TrainConfig, data="d.yaml", threads=1).to_dict()
+    state = {"config": {**saved, "threads": 1}, "given": ["data"]}
+    resume = make_config(TrainConfig, resume="runs/train")
+    assert _resume_config(resume, state).threads == 1  # recorded: not torch's current 2, not a probe
+    legacy = {"config": {k: v for k, v in saved.items() if k != "threads"}, "given": ["data"]}
+    assert _resume_config(resume, legacy).threads == 2  # saved before counts were recorded: torch's count, as then
+    with caplog.at_level(logging.WARNING, logger="yolokit.train.api"):
+        changed = _resume_config(make_config(TrainConfig, resume="runs/train", threads=2), state)
+    assert changed.threads == 2 and "will not be bit-identical" in caplog.text

@@ -175,7 +175,8 @@ def _given_values(config: TrainConfig) -> dict[str, Any]:
 
 def _resume_config(config: TrainConfig, state: dict[str, Any]) -> TrainConfig:
     """The saved run's settings; the keys of ``RESUME_OVERRIDES`` may be changed, any other given key must match."""
-    saved = type(config).restore(state["config"], state["given"])
+    # a run saved before the count was recorded ran with torch's count (its default): continue with the same
+    saved = type(config).restore({"threads": torch.get_num_threads(), **state["config"]}, state["given"])
     for key in sorted(config.given - set(RESUME_OVERRIDES)):
         if getattr(config, key) != getattr(saved, key):
             raise ConfigError(f"resume continues a run with its own settings, but {key}={getattr(config, key)!r} "

@@ -20,19 +20,29 @@ traceback.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
-from yolokit.config import ExportConfig, InfoConfig, config_keys, make_config, parse_key_values, unknown_key_message
+from yolokit.cli_keys import MODEL_MODES, command_keys, model_settings, resume_model
+from yolokit.cli_keys import mode_configs as _mode_configs
+from yolokit.cli_tools import (
+    cmd_checks,
+    cmd_convert,
+    cmd_data,
+    cmd_demo,
+    cmd_inspect,
+    cmd_registry,
+    cmd_settings,
+    cmd_version,
+)
+from yolokit.config import parse_key_values, unknown_key_message
 from yolokit.errors import ConfigError, YolokitError
 from yolokit.tasks import get_task, task_names
 
-MODEL_MODES = ("info", "predict", "val", "export", "train")  # modes that take model= (and so a TASK word)
+__all__ = ["COMMANDS", "MODEL_MODES", "command_keys", "main"]
+
 # Modes and tasks of the reference implementation that yolokit does not have (yet): said plainly.
 UNSUPPORTED_MODES = {
     "track": "tracking is not supported by yolokit: run 'yolokit predict' on the video",
@@ -107,74 +117,6 @@ def _configure_logging() -> Callable[[], None]:
     return restore
 
 
-def _split_model(rest: list[str], mode: str, allowed: list[str]) -> tuple[str, dict[str, str]]:
-    """Take ``model=`` out of key=value words; the remaining keys must belong to ``allowed``."""
-    values = parse_key_values(rest)
-    model = values.pop("model", "")
-    if not model:
-        raise ConfigError(f"{mode} needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
-    for key in values:
-        if key not in allowed:
-            raise ConfigError(unknown_key_message(key, ["model", *allowed], mode))
-    return model, values
-
-
-def _mode_configs(mode: str, task: str | None) -> list[type]:
-    """The settings classes ``mode`` may use: the given task's, or (no task given) those of every registered task."""
-    if mode == "info":
-        return [InfoConfig]
-    if mode == "export":
-        return [ExportConfig]
-    entries = [get_task(task)] if task else [get_task(name) for name in task_names()]
-    return list(dict.fromkeys(entry.load(f"{mode}_config") for entry in entries))
-
-
-def _model_settings(rest: list[str], mode: str, extra: tuple[str, ...] = ()) -> tuple[str, str | None, dict]:
-    """(model, task, key=values) of a model mode, every key and value checked before any model is loaded.
-
-    ``task=`` comes from ``yolokit TASK MODE``. ``extra`` keys (``source``) are the command's own. When every task
-    the model may have uses one settings class, the values are range-checked here (``conf=1.5`` fails before a
-    download); otherwise the facade checks them once the model (and so its task) is known.
-    """
-    values = parse_key_values(rest)
-    model = values.pop("model", "")
-    task = values.pop("task", "") or None
-    if task is not None:
-        get_task(task)
-    _trust_if_asked(model, values.pop("trusted", "false"))
-    if not model:
-        raise ConfigError(f"{mode} needs model=PATH (a .pt/.safetensors file or a spec such as yolo26n.yaml)")
-    classes = _mode_configs(mode, task)
-    known = [key for cls in classes for key in config_keys(cls) if key != "model"]
-    for key in values:
-        if key not in known and key not in extra:
-            raise ConfigError(unknown_key_message(key, ["model", *dict.fromkeys(known), *extra, "trusted"], mode,
-                                                  elsewhere=_mode_keys(task)))
-    if len(classes) == 1:
-        make_config(classes[0], {k: v for k, v in values.items() if k not in extra})
-    if "device" in values:  # a GPU this machine lacks: one line before any model is read or downloaded
-        from yolokit.config import check_device
-        from yolokit.model import _check_device_present
-        from yolokit.utils.dist import check_device_list
-
-        listed = "," in values["device"]  # device=0,1: every GPU of the list
-        for name in check_device_list("device", values["device"]).split(",") if listed else [values["device"]]:
-            _check_device_present(check_device("device", name))
-    return model, task, values
-
-
-def _trust_if_asked(model: str, trusted: str) -> None:
-    """``trusted=True``: the TorchScript file ``model`` (its current bytes) may be loaded in this run; its code runs."""
-    from yolokit.utils.settings import convert_value
-
-    if convert_value("trusted", trusted, bool) and Path(model).is_file():
-        from yolokit.export.torchscript import is_torchscript
-        from yolokit.export.torchscript_trust import trust_torchscript
-
-        if is_torchscript(model):
-            trust_torchscript(model)
-
-
 def _unknown_mode(word: str) -> str:
     """``"unknown mode 'predcit': did you mean 'predict'?"`` (only a close match), else the list of modes."""
     from yolokit.config import close_matches
@@ -184,11 +126,6 @@ def _unknown_mode(word: str) -> str:
         return f"unknown mode '{word}': modes: {', '.join(COMMANDS)} ('yolokit help' says more)"
     lacking = f" ({UNSUPPORTED_MODES[close[0]]})" if close[0] not in COMMANDS else ""
     return f"unknown mode '{word}': did you mean '{close[0]}'?{lacking}"
-
-
-def _mode_keys(task: str | None) -> dict[str, list[str]]:
-    """Every model mode's keys (for "'epochs' is a setting of train" instead of a far-fetched suggestion)."""
-    return {mode: [key for cls in _mode_configs(mode, task) for key in config_keys(cls)] for mode in MODEL_MODES}
 
 
 def _mode_help(mode: str, rest: list[str]) -> str:
@@ -202,20 +139,6 @@ def _mode_help(mode: str, rest: list[str]) -> str:
         return f"yolokit {mode}: {summary}{usage}"
     task = next((word.partition("=")[2] for word in rest if word.startswith("task=")), None)
     return settings_help(mode, _mode_configs(mode, task), command_keys(mode))
-
-
-def command_keys(mode: str) -> list[tuple[str, str, str, str]]:
-    """``(key, type, default, meaning)`` of the keys a model mode takes that no settings class holds (the
-    command's own: ``model``, ``trusted``, predict's ``source``, export's ``register``), first in its help."""
-    rows = [("model", "str", "(required)", "weights file, published name, URL, registry://NAME or a spec YAML"),
-            ("trusted", "bool", "False", "load a TorchScript model= yolokit did not export here (its code runs)")]
-    if mode == "predict":
-        rows += [("source", "str", "(required)", "image, folder, glob, URL, video, or a .txt list of them"),
-                 ("save", "bool", "True (CLI)", "save annotated images/videos (Python API default: False)")]
-    if mode == "export":
-        rows += [("register", "str", '""', "register the exported file in the registry under this name"),
-                 ("registry", "str", '""', "folder of register= ($YOLOKIT_REGISTRY, else ~/.yolokit/registry)")]
-    return rows
 
 
 def _load(model: str, task: str | None) -> Any:
@@ -239,40 +162,14 @@ def cmd_help(rest: list[str]) -> int:
     return 0
 
 
-def cmd_settings(rest: list[str]) -> int:
-    from yolokit.cli_help import settings_text
-
-    if rest:
-        raise ConfigError(f"yolokit settings takes no arguments, found {rest}: its values come from environment "
-                          "variables, e.g. YOLOKIT_CACHE_DIR=/data/cache yolokit predict ...")
-    print(settings_text())
-    return 0
-
-
-def cmd_checks(rest: list[str]) -> int:
-    from yolokit.cli_help import checks_text
-
-    if rest:
-        raise ConfigError(f"yolokit checks takes no arguments, found {rest}")
-    print(checks_text())
-    return 0
-
-
-def cmd_version(rest: list[str]) -> int:
-    from yolokit import __version__
-
-    print(__version__)
-    return 0
-
-
 def cmd_info(rest: list[str]) -> int:
-    model, task, values = _model_settings(rest, "info")
+    model, task, values = model_settings(rest, "info")
     _load(model, task).info(**values)
     return 0
 
 
 def cmd_predict(rest: list[str]) -> int:
-    model, task, values = _model_settings(rest, "predict", extra=("source",))
+    model, task, values = model_settings(rest, "predict", extra=("source",))
     source = values.pop("source", "")
     if not source:
         raise ConfigError("predict needs source=PATH|DIR|GLOB|URL|VIDEO")
@@ -283,13 +180,13 @@ def cmd_predict(rest: list[str]) -> int:
 
 
 def cmd_val(rest: list[str]) -> int:
-    model, task, values = _model_settings(rest, "val")
+    model, task, values = model_settings(rest, "val")
     _load(model, task).val(**values)
     return 0
 
 
 def cmd_train(rest: list[str]) -> int:
-    model, task, values = _model_settings(_resume_model(rest), "train")
+    model, task, values = model_settings(resume_model(rest), "train")
     from yolokit.train.launch import launch_local, processes_to_launch
 
     nproc = processes_to_launch(values)  # device=0,1 / nproc=N: the workers, started through torchrun
@@ -297,15 +194,6 @@ def cmd_train(rest: list[str]) -> int:
         return launch_local(rest, nproc)
     _load(model, task).train(**values)
     return 0
-
-
-def _resume_model(rest: list[str]) -> list[str]:
-    """``yolokit train resume=RUN_DIR`` needs no ``model=``: the run's ``weights/last.safetensors`` is loaded."""
-    values = parse_key_values(rest)
-    resume = values.get("resume", "")
-    if "model" in values or resume.strip().lower() in ("", "true", "false", "yes", "no", "1", "0", "on", "off"):
-        return rest
-    return [*rest, f"model={Path(resume) / 'weights' / 'last.safetensors'}"]
 
 
 def cmd_benchmark(rest: list[str]) -> int:
@@ -333,96 +221,12 @@ def cmd_benchmark(rest: list[str]) -> int:
 
 
 def cmd_export(rest: list[str]) -> int:
-    model, task, values = _model_settings(rest, "export", extra=("register", "registry"))
+    model, task, values = model_settings(rest, "export", extra=("register", "registry"))
     path = _load(model, task).export(**values)
     from yolokit.utils.io import format_size
 
     print(f"Exported {model} -> {path} ({format_size(path.stat().st_size)})")
     return 0
-
-
-def cmd_inspect(rest: list[str]) -> int:
-    from yolokit.weights.inspect import format_inspect, inspect_weights
-
-    parser = argparse.ArgumentParser(prog="yolokit inspect", description="Describe a weights file safely.")
-    parser.add_argument("file")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    ns = _parse(parser, rest)
-    report = inspect_weights(ns.file)
-    print(json.dumps(report, indent=2, default=str) if ns.json else format_inspect(report))
-    return 0
-
-
-def cmd_convert(rest: list[str]) -> int:
-    from yolokit.weights import convert_weights
-
-    parser = argparse.ArgumentParser(prog="yolokit convert", description="Convert weights to .safetensors/.pt.")
-    parser.add_argument("input")
-    parser.add_argument("output")
-    parser.add_argument("--half", action="store_true", help="store floating tensors as fp16")
-    ns = _parse(parser, rest)
-    out = convert_weights(ns.input, ns.output, half=ns.half)
-    print(f"Converted {ns.input} -> {out}")
-    return 0
-
-
-def cmd_data(rest: list[str]) -> int:
-    from yolokit.data.synth import make_synthetic_dataset
-
-    parser = argparse.ArgumentParser(prog="yolokit data", description="Dataset tools.")
-    sub = parser.add_subparsers(dest="action", required=True)
-    synth = sub.add_parser("synth", help="generate the built-in synthetic dataset (YOLO boxes, or class folders)")
-    synth.add_argument("out")
-    synth.add_argument("--task", choices=("detect", "classify"), default="detect")
-    synth.add_argument("--train", type=int, default=None, help="images (default 64; classify 200)")
-    synth.add_argument("--val", type=int, default=None, help="images (default 16; classify 50)")
-    synth.add_argument("--imgsz", type=int, default=None, help="side (default 320; classify 64)")
-    synth.add_argument("--seed", type=int, default=0)
-    ns = _parse(parser, rest)
-    if ns.task == "classify":
-        from yolokit.data.classify_synth import make_synthetic_classification
-
-        path = make_synthetic_classification(ns.out, n_train=200 if ns.train is None else ns.train,
-                                             n_val=50 if ns.val is None else ns.val, imgsz=ns.imgsz or 64,
-                                             seed=ns.seed)
-        print(f"Synthetic classification dataset written: {path}")
-        return 0
-    path = make_synthetic_dataset(ns.out, n_train=64 if ns.train is None else ns.train,
-                                  n_val=16 if ns.val is None else ns.val, imgsz=ns.imgsz or 320, seed=ns.seed)
-    print(f"Synthetic dataset written: {path}")
-    return 0
-
-
-def cmd_demo(rest: list[str]) -> int:
-    from yolokit.demo import run_demo
-    from yolokit.utils.settings import convert_value
-
-    values = parse_key_values([word for word in rest if word != "--quick"])
-    for key in values:
-        if key not in ("out", "quick"):
-            raise ConfigError(unknown_key_message(key, ["out", "quick"], "demo"))
-    quick = "--quick" in rest or convert_value("quick", values.get("quick", False), bool)
-    run_demo(Path(values.get("out", "demo_out")), quick=quick)
-    return 0
-
-
-def cmd_registry(rest: list[str]) -> int:
-    from yolokit.registry.cli import run
-
-    return run(rest)
-
-
-def _parse(parser: argparse.ArgumentParser, rest: list[str]) -> Any:
-    """argparse, but a usage error is a one-line ConfigError instead of a SystemExit."""
-    parser.exit_on_error = False
-    try:
-        return parser.parse_args(rest)
-    except argparse.ArgumentError as err:
-        raise ConfigError(f"{parser.prog}: {err}") from None
-    except SystemExit as err:  # argparse exits on --help and on missing required arguments
-        if err.code == 0:
-            raise
-        raise ConfigError(f"{parser.prog}: bad arguments {rest}; see '{parser.prog} --help'") from None
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {

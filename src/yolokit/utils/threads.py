@@ -73,15 +73,19 @@ def check_num_threads(num_threads: int | None) -> int | None:
     return count
 
 
+def _omp_num_threads() -> str:
+    """``OMP_NUM_THREADS`` when it holds a count >= 1, else ''."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return env if env.isdigit() and int(env) >= 1 else ""
+
+
 def resolve_threads(num_threads: int | None = None) -> int:
     """Threads for one engine session: ``num_threads``, else ``OMP_NUM_THREADS`` when set, else physical cores."""
     checked = check_num_threads(num_threads)
     if checked is not None:
         return checked
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
-    return physical_cores()
+    env = _omp_num_threads()
+    return int(env) if env else physical_cores()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,18 +142,11 @@ def session_threads(num_threads: int | None = None, probe_s: float = 0.05) -> Th
     whose threads outnumber the free cores waits at every kernel for the one that was descheduled.
     """
     checked = check_num_threads(num_threads)
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if checked is not None or (env.isdigit() and int(env) >= 1):
+    if checked is not None or _omp_num_threads():
         return ThreadPlan(resolve_threads(checked))
     cores = physical_cores()
     busy = busy_cpus(probe_s) / _threads_per_core()
     return ThreadPlan(max(1, min(cores, int(cores - busy + 0.5))), spin=busy < 0.25, busy=busy)
-
-
-def _omp_num_threads() -> str:
-    """``OMP_NUM_THREADS`` when it holds a count >= 1, else ''."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    return env if env.isdigit() and int(env) >= 1 else ""
 
 
 def user_torch_threads(num_threads: int | None = None) -> tuple[int, str] | None:

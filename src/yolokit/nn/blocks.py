@@ -14,7 +14,7 @@ from torch import nn
 from yolokit.nn.attention import PSABlock
 
 # The primitives live in yolokit.nn.conv; re-exported here so that ``from yolokit.nn.blocks import Conv`` keeps working.
-from yolokit.nn.conv import BN_EPS, BN_MOMENTUM, Concat, Conv, DWConv, autopad, split_conv
+from yolokit.nn.conv import BN_EPS, BN_MOMENTUM, Concat, Conv, DWConv, autopad, draw_like_reference, split_conv
 
 __all__ = ["Bottleneck", "C2f", "C3k", "C3k2", "SPPF", "Conv", "DWConv", "Concat", "autopad", "split_conv", "BN_EPS",
            "BN_MOMENTUM"]
@@ -82,6 +82,7 @@ class C3k(nn.Module):
         self.cv1 = Conv(c1, hidden, 1, 1)
         self.cv2 = Conv(c1, hidden, 1, 1)
         self.cv3 = Conv(2 * hidden, c2, 1)
+        draw_like_reference(lambda: [Bottleneck(hidden, hidden, shortcut, g, k=(1, 3), e=1.0) for _ in range(n)])
         self.m = nn.Sequential(*(Bottleneck(hidden, hidden, shortcut, g, k=(k, k), e=1.0) for _ in range(n)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-__all__ = ["Conv", "DWConv", "Concat", "autopad", "split_conv", "BN_EPS", "BN_MOMENTUM"]
+__all__ = ["Conv", "DWConv", "Concat", "autopad", "split_conv", "draw_like_reference", "BN_EPS", "BN_MOMENTUM"]
 
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.03
@@ -22,6 +23,13 @@ BN_MOMENTUM = 0.03
 # SiLU holds no state, so one instance serves every Conv (module listings and leaf-layer counts then match the
 # reference, which shares its default activation the same way). Deep copies get their own instance.
 _SHARED_SILU = nn.SiLU()
+
+
+def draw_like_reference(build: Callable[[], object]) -> None:
+    """Build and drop the modules that a reference constructor builds and then replaces (e.g. C3's default
+    bottlenecks inside C3k), so that torch's random generator advances exactly as in the reference's constructors:
+    the same seed then gives the same initial weights as the reference's, layer for layer."""
+    build()
 
 
 def autopad(kernel: int, padding: int | None = None, dilation: int = 1) -> int:

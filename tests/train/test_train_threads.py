@@ -10,7 +10,7 @@ import torch
 import yaml
 
 from yolokit.config import make_config
-from yolokit.train import trainer as trainer_module
+from yolokit.train import threads as train_threads
 from yolokit.train.config import TrainConfig
 from yolokit.train.threads import choose_train_threads
 from yolokit.train.trainer import Trainer, loader_workers
@@ -83,7 +83,7 @@ def test_threads_key_is_checked(bad):
 @pytest.mark.parametrize(("cpus", "threads", "busy", "workers"), [(2, 1, 0.0, 1), (2, 2, 0.0, 0), (2, 1, 0.9, 0),
                                                                  (8, 2, 1.2, 5), (8, 2, 0.4, 6), (4, 4, 3.0, 0)])
 def test_loader_workers_follow_the_chosen_count_and_the_busy_cpus(monkeypatch, cpus, threads, busy, workers):
-    monkeypatch.setattr(trainer_module, "_available_cpus", lambda: cpus)
+    monkeypatch.setattr(train_threads, "_available_cpus", lambda: cpus)
     monkeypatch.setattr(thread_utils, "busy_cpus", lambda probe_s=0.05: busy)
     cpu = torch.device("cpu")
     assert loader_workers(make_config(TrainConfig, threads=threads), cpu) == workers

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from yolokit.train.config import TrainConfig
 from yolokit.utils import threads as thread_utils
 
-__all__ = ["choose_train_threads", "PROBE_S"]
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = ["choose_train_threads", "loader_workers", "PROBE_S"]
 
 logger = logging.getLogger(__name__)
 PROBE_S = 0.5  # seconds of /proc/stat sampling behind an adaptive choice (the run keeps it to its end)
@@ -63,3 +66,34 @@ def choose_train_threads(config: C, probe_s: float = PROBE_S) -> C:
     if config.threads == count:
         return config
     return type(config).restore({**config.to_dict(), "threads": count}, config.given)
+
+
+def _available_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def loader_workers(config: TrainConfig, device: torch.device) -> int:
+    """Data-loading processes: ``workers`` when given (capped at the CPUs); by default, on the CPU, only the CPUs that
+    torch's compute threads (``config.threads`` when set, else torch's current count) and other processes (a 50 ms
+    :func:`~yolokit.utils.threads.busy_cpus` probe; the count does not change the batches) leave free.
+
+    On a CPU, loader processes running next to a compute thread on the same core stall torch's parallel regions
+    (a thread taken off its core holds up the other at every operator): with 2 threads on 2 cores, 2 workers made
+    the steps ~30% slower than loading in the training process (benchmarks/README.md).
+    """
+    cpus = _available_cpus()
+    if "workers" in config.given or device.type != "cpu":
+        return min(config.workers, cpus)
+    import torch
+
+    threads = config.threads or torch.get_num_threads()
+    busy = round(thread_utils.busy_cpus()) if cpus > threads and config.workers > 0 else 0
+    workers = max(0, min(config.workers, cpus - threads - busy))
+    if workers < min(config.workers, cpus):
+        logger.info("workers=%d: torch computes with %d thread%s on %d CPUs (%d busy with other work), so images "
+                    "load in the training process (workers= overrides)", workers, threads, "s"[:threads > 1], cpus,
+                    busy)
+    return workers

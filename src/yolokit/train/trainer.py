@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from yolokit.train.ema import ModelEMA
 from yolokit.train.hooks import BestFitnessHook, EpochSetupHook, EvalHook, HookBase, ScheduleHook
 from yolokit.train.optim import build_optimizer, choose_optimizer, scaled_weight_decay
 from yolokit.train.schedule import Schedule, nominal_accumulate, warmup_iterations
-from yolokit.train.threads import choose_train_threads
+from yolokit.train.threads import choose_train_threads, loader_workers
 from yolokit.utils.threads import torch_threads
 
 __all__ = ["TrainerBase", "Trainer", "default_hooks", "loader_workers", "GRAD_CLIP_NORM"]
@@ -89,36 +88,6 @@ class TrainerBase:
     def load_hook_states(self, states: dict[str, dict[str, Any]]) -> None:
         for hook in self.hooks:
             hook.load_state_dict(states.get(hook.name, {}))
-
-
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
-def loader_workers(config: TrainConfig, device: torch.device) -> int:
-    """Data-loading processes: ``workers`` when given (capped at the CPUs); by default, on the CPU, only the CPUs that
-    torch's compute threads (``config.threads`` when set, else torch's current count) and other processes (a 50 ms
-    :func:`~yolokit.utils.threads.busy_cpus` probe; the count does not change the batches) leave free.
-
-    On a CPU, loader processes running next to a compute thread on the same core stall torch's parallel regions
-    (a thread taken off its core holds up the other at every operator): with 2 threads on 2 cores, 2 workers made
-    the steps ~30% slower than loading in the training process (benchmarks/README.md).
-    """
-    cpus = _available_cpus()
-    if "workers" in config.given or device.type != "cpu":
-        return min(config.workers, cpus)
-    from yolokit.utils import threads as thread_utils
-
-    threads = config.threads or torch.get_num_threads()
-    busy = round(thread_utils.busy_cpus()) if cpus > threads and config.workers > 0 else 0
-    workers = max(0, min(config.workers, cpus - threads - busy))
-    if workers < min(config.workers, cpus):
-        logger.info("workers=%d: torch computes with %d threads on %d CPUs (%d busy with other work), so images load "
-                    "in the training process (workers= overrides)", workers, threads, cpus, busy)
-    return workers
 
 
 class Trainer(TrainerBase):

@@ -6,6 +6,7 @@ import hashlib
 import os
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,13 +170,22 @@ print(db.connect_reader(path).execute("SELECT name FROM models").fetchone()[0])
 """
 
 
+def _others_can_enter(path: Path) -> bool:
+    """True when every folder from ``/`` down to ``path`` can be traversed by other users (o+x)."""
+    return all(folder.stat().st_mode & 0o001 for folder in [path, *path.parents])
+
+
+_SOURCE = Path(db.__file__).resolve().parents[2]  # the yolokit source tree, for the other user's interpreter
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.path.exists("/usr/bin/setpriv"),
                     reason="needs root and setpriv to run a reader as another user")
+@pytest.mark.skipif(not (_others_can_enter(_SOURCE) and _others_can_enter(Path(sys.prefix).resolve())),
+                    reason="the checkout or its environment lies in a folder other users cannot enter (e.g. /root)")
 def test_reader_in_a_read_only_directory_without_shm(tmp_path):
     """WAL + read-only: without a -shm file and no right to create one, the reader opens the file immutable."""
     import shutil
     import subprocess
-    import sys
     import tempfile
 
     folder = tempfile.mkdtemp(prefix="yolokit-ro-", dir="/tmp")
@@ -186,7 +196,7 @@ def test_reader_in_a_read_only_directory_without_shm(tmp_path):
         conn.execute("INSERT INTO models (name, created) VALUES ('shared', 'now')")
         conn.close()
         assert not os.path.exists(path + "-shm")  # the last writer removed it
-        src = str(Path(db.__file__).parents[2])  # the yolokit source tree, for the other user's interpreter
+        src = str(_SOURCE)
         out = subprocess.run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                               sys.executable, "-c", _AS_NOBODY, path], capture_output=True, text=True,
                              env={"PYTHONPATH": src, "PATH": os.environ.get("PATH", "")}, timeout=60)

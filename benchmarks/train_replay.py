@@ -110,7 +110,8 @@ def _config(args: argparse.Namespace, project: str) -> Any:
 
 def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | None, wanted: set[int]) -> dict:
     """Train ``args.iterations`` iterations in yolokit from ``init`` (None: its own) on ``batches`` (None: its own
-    loader) -> ``{iteration: {"model": state, "losses": {name: mean so far in the epoch}}}``."""
+    loader, mosaic schedule included) -> ``{"states": {iteration: {"model": state, "losses": {name: mean so far in
+    the epoch}}}, "init": the initial state}``."""
     import torch
 
     from yolokit.model import YOLO
@@ -178,27 +179,6 @@ def update_deviation(init: dict, ours: dict, theirs: dict) -> dict[str, float]:
     return {"median": float(ordered.median()), "p90": float(ordered.quantile(0.9)), "tensors": len(ratios)}
 
 
-def own_batches(args: argparse.Namespace, count: int) -> list[dict]:
-    """yolokit's first ``count`` training batches (its loader, epochs in order)."""
-    from yolokit.data.dataset import load_data_config
-    from yolokit.data.loader import build_dataloader
-    from yolokit.data.train_dataset import TrainDataset
-
-    with tempfile.TemporaryDirectory() as project:
-        config = _config(args, project)
-    dataset = TrainDataset(load_data_config(args.data), "train", args.imgsz, augment=True, hyp=config, stride=32,
-                           batch_size=args.batch, seed=args.seed, progress=False)
-    loader = build_dataloader(dataset, args.batch, 0, shuffle=True, seed=args.seed)
-    out: list[dict] = []
-    epoch = 0
-    while len(out) < count:
-        loader.set_epoch(epoch)
-        dataset.set_mosaic(not (config.close_mosaic and epoch >= args.epochs - config.close_mosaic))
-        out += [{k: b[k] for k in ("img", "cls", "bboxes", "batch_idx")} for b in loader]
-        epoch += 1
-    return out[:count]
-
-
 def _losses(row: dict) -> str:
     return " ".join(f"{v:.3f}" for v in row["losses"].values())
 
@@ -208,7 +188,7 @@ def report(args: argparse.Namespace, record: dict) -> dict[str, Any]:
     runs = {
         "replay": yolokit_run(args, record["init"], record["batches"], wanted),
         "yolokit init": yolokit_run(args, None, record["batches"], wanted),
-        "yolokit batches": yolokit_run(args, record["init"], own_batches(args, args.iterations), wanted),
+        "yolokit batches": yolokit_run(args, record["init"], None, wanted),  # its own loader and hooks
     }
     replay = runs["replay"]
     rows = []

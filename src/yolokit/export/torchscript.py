@@ -76,12 +76,11 @@ def export_torchscript(model: Any, f: str | Path | None = None, *, imgsz: int | 
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer, _extra_files={EXTRA_FILE: json.dumps(extra, default=str)})
     data = buffer.getvalue()
-    if f is None:
-        from yolokit.export.torchscript_trust import record_trusted
+    from yolokit.export.torchscript_trust import record_trusted
 
+    if f is None:
         record_trusted(data, persist=False)  # bytes made here: trusted in this process (the caller may write them)
         return data
-    from yolokit.export.torchscript_trust import record_trusted
     from yolokit.utils.dist import is_main_process
     from yolokit.utils.io import atomic_write_bytes
 

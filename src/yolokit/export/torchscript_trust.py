@@ -43,7 +43,7 @@ def _digest(data: bytes) -> str:
 def record_trusted(data: bytes, path: str | Path | None = None, *, persist: bool = True) -> str:
     """Trust the TorchScript ``data`` yolokit just produced (in this process; ``persist``: also on disk, by the
     main process, best effort: an unwritable cache logs a warning). Returns its sha256."""
-    return _remember(hashlib.sha256(data).hexdigest(), len(data), path, persist)
+    return _remember(_digest(data), len(data), path, persist)
 
 
 def _remember(digest: str, size: int, path: str | Path | None, persist: bool) -> str:
@@ -64,7 +64,7 @@ def _remember(digest: str, size: int, path: str | Path | None, persist: bool) ->
 
 def is_trusted(data: bytes) -> bool:
     """Whether ``data`` (a whole TorchScript file) was exported by yolokit here or trusted in this process."""
-    digest = hashlib.sha256(data).hexdigest()
+    digest = _digest(data)
     return digest in _SESSION or (trust_folder() / f"{digest}.json").is_file()
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from yolokit.train.config import TrainConfig
 from yolokit.utils import threads as thread_utils
+from yolokit.utils.dist import get_world_size
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -42,7 +43,7 @@ def _count(config: TrainConfig, probe_s: float) -> tuple[int, str]:
         how = f"threads={config.threads}" if "threads" in config.given else "the run's recorded count"
         return config.threads, f"{config.threads} ({how})"
     given = thread_utils.user_torch_threads()
-    if given is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+    if given is None and get_world_size() > 1:
         import torch  # a rank of a distributed run: every rank keeps the launcher's count (no per-rank probe)
 
         given = torch.get_num_threads(), "one rank of a distributed run"

@@ -96,10 +96,35 @@ def interrupted_after_epoch(epoch: int) -> Iterator[None]:
         yield
 
 
+def hold_after_step(iteration: int, marker: Path) -> None:
+    """From now on, training stops for good right after global step ``iteration`` (its weights updated in memory,
+    the epoch not committed), first writing ``marker``: a parent process kills it there, at a known point."""
+    import os
+    import time
+
+    from yolokit.train.trainer import Trainer
+
+    original = Trainer.run_step
+
+    def run_step_then_hold(self: Any, batch: Any) -> None:
+        original(self, batch)
+        if self.iteration == iteration:
+            marker.write_text(str(os.getpid()))
+            while True:
+                time.sleep(60)
+
+    Trainer.run_step = run_step_then_hold
+
+
 if __name__ == "__main__":  # the resume test's child process
+    import os
+
     torch.set_num_threads(1)
     data_path, project_dir, run_name, *words = sys.argv[1:]
     from yolokit.config import parse_key_values
+
+    if os.environ.get("YOLOKIT_TEST_HOLD_AFTER_STEP"):
+        hold_after_step(int(os.environ["YOLOKIT_TEST_HOLD_AFTER_STEP"]), Path(os.environ["YOLOKIT_TEST_HOLD_MARKER"]))
 
     spec = TINY_E2E if "e2e" in run_name else TINY_V8
     train_tiny(Path(data_path), Path(project_dir), run_name, spec=spec, **parse_key_values(words))

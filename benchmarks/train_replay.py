@@ -115,7 +115,7 @@ def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | Non
     import torch
 
     from yolokit.model import YOLO
-    from yolokit.train.api import _prepare_model, seed_everything
+    from yolokit.train.api import prepare_model, seed_everything
     from yolokit.train.hooks import HookBase
     from yolokit.train.trainer import Trainer
 
@@ -145,7 +145,7 @@ def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | Non
         config = _config(args, project)
         source = YOLO(args.model)  # built before seeding, as by YOLO(spec).train(): the run's own draw comes next
         seed_everything(args.seed)
-        model, metadata, report = _prepare_model(source.model, config, None)
+        model, metadata, report = prepare_model(source.model, config, None)
         if init is not None:
             model.load_state_dict({k: init[k] for k in model.state_dict()})
         trainer = Replay(model, config, run_dir=Path(project) / "replay", freeze_report=report, metadata=metadata)

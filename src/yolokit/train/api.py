@@ -33,7 +33,7 @@ from yolokit.errors import ConfigError
 from yolokit.train.config import RESUME_OVERRIDES, TrainConfig
 from yolokit.train.trainer import Trainer
 
-__all__ = ["train", "seed_everything", "deterministic_mode"]
+__all__ = ["train", "prepare_model", "seed_everything", "deterministic_mode"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def train(model: nn.Module, config: TrainConfig, *, parent: str | Path | None = 
     with deterministic_mode(config.deterministic), torch_threads(config.threads), \
             distributed_session(config) as session:
         seed_everything(config.seed)
-        model, metadata, report = _prepare_model(model, config, parent, trainer_cls)
+        model, metadata, report = prepare_model(model, config, parent, trainer_cls)
         run_dir = _run_dir(config)
         trainer = trainer_cls(model, config, run_dir=run_dir, freeze_report=report, metadata=metadata)
         logger.info("Logging results to %s; training for %d epochs", run_dir, config.epochs)
@@ -103,9 +103,11 @@ def _has_weights(model: nn.Module, parent: str | Path | None) -> bool:
     return parent is not None or bool(getattr(model, "metadata", None))
 
 
-def _prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | None,
-                   trainer_cls: type[Trainer] = Trainer) -> tuple[nn.Module, dict, Any]:
-    """The model for the dataset's classes, frozen as asked -> ``(model, weights metadata, FreezeReport)``."""
+def prepare_model(model: nn.Module, config: TrainConfig, parent: str | Path | None,
+                  trainer_cls: type[Trainer] = Trainer) -> tuple[nn.Module, dict, Any]:
+    """The model :func:`train` trains: for the dataset's classes, frozen as asked -> ``(model, weights metadata,
+    FreezeReport)``. Call it after :func:`seed_everything` (a model built from a spec draws its weights here); a
+    script that drives :class:`~yolokit.train.trainer.Trainer` itself (``benchmarks/train_replay.py``) uses it."""
     from yolokit.train.freeze import freeze_layers
     from yolokit.train.transfer import model_builder, prepare_for_training
     from yolokit.utils.io import sha256_file

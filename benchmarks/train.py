@@ -35,8 +35,8 @@ Under load (``--hogs N``): every round also runs both sides with N busy-loop pro
 each side's loaded / idle ratio of the median images/s. The 1-minute load average before each run is recorded
 (``load`` column: the median): other work on the machine is not stopped by the script.
 
-This file runs in both environments (``--worker yolokit|reference``); the worker's reference side only calls the
-reference package's public API (``YOLO(spec).train(...)`` and its callbacks) and never imports yolokit.
+Each run is a process of ``benchmarks/train_worker.py`` in its side's environment; the reference side only calls
+the reference package's public API (``YOLO(spec).train(...)`` and its callbacks) and never imports yolokit.
 """
 
 from __future__ import annotations
@@ -48,176 +48,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-RESULT_PREFIX = "TRAIN_BENCH_RESULT "
-SAMPLE_INTERVAL_S = 0.2
 HOG_MAX_S = 900.0  # a CPU hog never outlives this, even if the driver dies
 
 
-# --- worker side (runs in either environment; standard library only at import) ---------------------------------
-def _proc_kb(path: str, key: str) -> int:
-    try:
-        with open(path) as handle:
-            for line in handle:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as handle:
-                found += [int(p) for p in handle.read().split()]
-    except OSError:
-        return found
-    return found + [g for c in found for g in _children(c)]
-
-
-class MemorySampler(threading.Thread):
-    """Peak RSS of this process and peak PSS of its process tree (MB) since the last :meth:`reset`."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.rss_mb = self.pss_mb = 0.0
-        self._lock = threading.Lock()
-
-    def sample(self) -> None:
-        pid = os.getpid()
-        rss = _proc_kb(f"/proc/{pid}/status", "VmRSS:") / 1024
-        pss = sum(_proc_kb(f"/proc/{p}/smaps_rollup", "Pss:") for p in [pid, *_children(pid)]) / 1024
-        with self._lock:
-            self.rss_mb, self.pss_mb = max(self.rss_mb, rss), max(self.pss_mb, pss)
-
-    def reset(self) -> None:
-        with self._lock:
-            self.rss_mb = self.pss_mb = 0.0
-        self.sample()
-
-    def run(self) -> None:
-        while True:
-            time.sleep(SAMPLE_INTERVAL_S)
-            self.sample()
-
-
-class EpochClock:
-    """Times epochs from ``begin`` to the last ``step``; collects one row per epoch."""
-
-    def __init__(self) -> None:
-        self.sampler = MemorySampler()
-        self.sampler.start()
-        self.rows: list[dict[str, Any]] = []
-        self.start = self.last = 0.0
-        self.steps = 0
-
-    def begin(self) -> None:
-        self.sampler.reset()
-        self.start = self.last = time.perf_counter()
-        self.steps = 0
-
-    def step(self) -> None:
-        self.last = time.perf_counter()
-        self.steps += 1
-
-    def end(self, images: int, threads: int, workers: int) -> None:
-        self.sampler.sample()
-        seconds = self.last - self.start
-        self.rows.append({"epoch": len(self.rows) + 1, "seconds": seconds, "images": images, "steps": self.steps,
-                          "images_per_s": images / seconds if seconds > 0 else None, "threads": threads,
-                          "workers": workers,
-                          "rss_peak_mb": self.sampler.rss_mb, "pss_tree_peak_mb": self.sampler.pss_mb})
-
-
-def _worker_yolokit(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
-    """yolokit's trainer with the contract's hooks (``Trainer(model, config)`` + a timing ``HookBase``)."""
-    import torch
-
-    import yolokit
-    from yolokit.config import make_config
-    from yolokit.data.dataset import load_data_config
-    from yolokit.models.builder import build_model
-    from yolokit.train.config import TrainConfig
-    from yolokit.train.hooks import HookBase
-    from yolokit.train.trainer import Trainer
-
-    class EpochTimer(HookBase):
-        def before_epoch(self) -> None:
-            clock.begin()
-
-        def after_step(self) -> None:
-            clock.step()
-
-        def after_epoch(self) -> None:
-            clock.end(len(self.trainer.train_dataset), torch.get_num_threads(), self.trainer.workers)
-
-    overrides = {"data": args.data, "epochs": args.epochs, "imgsz": args.imgsz, "batch": args.batch,
-                 **({"workers": args.workers} if args.workers >= 0 else {}), "device": "cpu", "seed": args.seed,
-                 **({"threads": args.threads} if args.threads else {}), "val": False, "plots": False,
-                 "close_mosaic": args.close_mosaic, "project": args.project, "name": "yolokit", "exist_ok": True,
-                 "verbose": False}
-    config = make_config(TrainConfig, overrides)
-    torch.manual_seed(args.seed)
-    model = build_model(_spec(args.model), num_classes=len(load_data_config(args.data).names))
-    trainer = Trainer(model, config, run_dir=Path(args.project) / "yolokit")
-    trainer.register_hooks([EpochTimer()])
-    trainer.train()
-    return {"version": yolokit.__version__, "torch": torch.__version__}
-
-
-def _spec(model: str) -> str:
-    return model if model.endswith((".yaml", ".yml")) else f"{model}.yaml"
-
-
-def _worker_reference(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
-    """The reference package's own trainer through its public API, timed with its callbacks."""
-    os.environ.setdefault("YOLO_OFFLINE", "1")
-    os.environ.setdefault("YOLO_VERBOSE", "False")
-    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.project) / "reference-config"))
-    import torch
-    import ultralytics
-    from ultralytics import YOLO
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    model = YOLO(_spec(args.model))
-    model.add_callback("on_train_epoch_start", lambda trainer: clock.begin())
-    model.add_callback("on_train_batch_end", lambda trainer: clock.step())
-    model.add_callback("on_train_epoch_end", lambda trainer: clock.end(len(trainer.train_loader.dataset),
-                                                                       torch.get_num_threads(),
-                                                                       trainer.train_loader.num_workers))
-    torch.manual_seed(args.seed)
-    workers = {"workers": args.workers} if args.workers >= 0 else {}
-    model.train(data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, **workers, device="cpu",
-                seed=args.seed, val=False, plots=False, close_mosaic=args.close_mosaic,
-                project=args.project, name="reference", exist_ok=True, verbose=False, amp=False)
-    return {"version": ultralytics.__version__, "torch": torch.__version__}
-
-
-def worker_main(args: argparse.Namespace) -> int:
-    clock = EpochClock()
-    run = _worker_yolokit if args.worker == "yolokit" else _worker_reference
-    info = run(args, clock)
-    info.update(side=args.worker, epochs=clock.rows)
-    try:
-        import resource
-
-        info["ru_maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    except ImportError:
-        info["ru_maxrss_mb"] = None
-    sys.stdout.flush()
-    print(RESULT_PREFIX + json.dumps(info), flush=True)
-    return 0
-
-
-# --- driver (yolokit's environment) -------------------------------------------------------------------------------
 def make_data(root: Path, images: int, imgsz: int, seed: int) -> Path:
     """One synthetic dataset per image size (reused across models and rounds); returns its data.yaml."""
     from yolokit.data.synth import make_synthetic_dataset
@@ -244,8 +81,11 @@ def side_copy(data_yaml: Path, side: str) -> Path:
 
 def run_side(python: str, side: str, model: str, imgsz: int, data: Path, args: argparse.Namespace,
              work: Path) -> dict[str, Any]:
+    from train_worker import RESULT_PREFIX
+
     threads = args.threads if side == "yolokit" else args.reference_threads
-    command = [python, str(Path(__file__).resolve()), "--worker", side, "--model", model, "--data", str(data),
+    command = [python, str(Path(__file__).with_name("train_worker.py").resolve()), "--side", side, "--model", model,
+               "--data", str(data),
                "--imgsz", str(imgsz), "--batch", str(args.batch), "--epochs", str(args.epochs),
                "--workers", str(args.workers), "--threads", str(threads), "--seed", str(args.seed),
                "--close-mosaic", str(args.close_mosaic), "--project", str(work / side / f"{Path(model).stem}-{imgsz}")]
@@ -385,10 +225,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny epochs (yolov8n, 64 px, 8 images)")
     parser.add_argument("--work-dir", default="", help="datasets and runs (default: a temporary folder)")
     parser.add_argument("--out", default=str(Path(__file__).with_name("results") / "train.json"))
-    parser.add_argument("--worker", choices=("yolokit", "reference"), help=argparse.SUPPRESS)
-    parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--project", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     quick = {"models": ["yolov8n"], "imgsz": [64], "images": 8, "batch": 4, "epochs": 1, "rounds": 1}
     full = {"models": ["yolov8n", "yolo11n", "yolo26n"], "imgsz": [320, 640], "images": 128, "batch": 16,
@@ -396,17 +232,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.worker is None and isinstance(args.imgsz, int):
-        args.imgsz = [args.imgsz]
-    elif args.worker is not None and isinstance(args.imgsz, list):
-        args.imgsz = args.imgsz[0]
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.worker:
-        return worker_main(args)
     import platform
 
     from reference_predict import print_table
@@ -431,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = {r["side"]: {"version": r["version"], "torch": r["torch"]} for r in runs}
     meta = {"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "cpu_count": os.cpu_count(),
             "machine": platform.machine(), "python": sys.version.split()[0], "versions": versions,
-            "settings": {k: v for k, v in vars(args).items() if k not in ("worker", "model", "data", "project")}}
+            "settings": vars(args)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "rows": rows, "loaded_over_idle": degradation, "runs": runs},

@@ -27,10 +27,10 @@ def test_predict_benchmark_writes_a_table_and_json(tmp_path):
     assert "yolo26-tiny-shapes e2e" in done.stdout
 
 
-def _train_benchmark():
+def _train_benchmark(name: str = "train"):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("train_benchmark", ROOT / "benchmarks" / "train.py")
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -59,6 +59,6 @@ def test_train_benchmark_pairs_rounds_and_skips_the_warmup_epoch():
     assert row["reference"]["images_per_s"] == 4.0 and row["yolokit"]["rss_peak_mb"] == 400.0
     assert (row["batch"], row["rounds"], args.models, args.imgsz) == (8, 3, ["yolov8n", "yolo11n", "yolo26n"],
                                                                       [320, 640])
-    sampler = bench.MemorySampler()
+    sampler = _train_benchmark("train_worker").MemorySampler()
     sampler.reset()
     assert 10 < sampler.rss_mb < 100_000 and sampler.pss_mb > 0

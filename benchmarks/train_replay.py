@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/train_replay.py --reference-python /root/refenv/bin/python \\
         --model yolo11n.yaml --data path/to/data.yaml [--epochs 40] [--iterations 96] [--imgsz 320] [--batch 16] \\
-        [--seed 0] [--out benchmarks/results/train_replay.json]
+        [--seed 0] [--memory-format channels_last|contiguous] [--out benchmarks/results/train_replay.json]
 
 Two runs of the same model from random weights differ in two random draws, the initial weights and the augmented
 batches, before any difference in the training itself. This script takes both draws away:
@@ -22,8 +22,10 @@ Printed per checkpoint: the mean losses (box, cls, dfl / l1) of each run so far 
 the deviation of yolokit's weight updates from the reference's, ``|dW_yolokit - dW_reference| / |dW_reference|``
 per tensor (median and 90th percentile over the tensors; ``dW`` = weights at the checkpoint minus the initial
 ones). Adam-type updates of tensors whose gradient is nearly zero flip with float rounding, so single tensors can
-deviate a lot while the median stays small; the median is the figure to read. Results (2026-12-01) are in
-``benchmarks/README.md``.
+deviate a lot while the median stays small; the median is the figure to read. ``--memory-format contiguous``
+trains yolokit in the reference's NCHW format instead of its CPU default, channels_last, whose BatchNorm kernel
+sums the batch statistics less exactly (up to 2e-3 of a channel's std at 160x160 and batch 16): the only
+difference left then is float rounding. Results (2026-12-01) are in ``benchmarks/README.md``.
 
 This file runs in both environments (``--worker reference``); the reference side only calls the reference
 package's public API (``YOLO(spec).train(...)`` and its callbacks) and never imports yolokit.
@@ -149,6 +151,9 @@ def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | Non
         if init is not None:
             model.load_state_dict({k: init[k] for k in model.state_dict()})
         trainer = Replay(model, config, run_dir=Path(project) / "replay", freeze_report=report, metadata=metadata)
+        if args.memory_format == "contiguous":  # the reference's format: its BatchNorm statistics are exact
+            trainer.memory_format = torch.contiguous_format
+            trainer.model.to(memory_format=torch.contiguous_format)
         recorder = Record()
         recorder.trainer = trainer
         trainer.hooks.append(recorder)
@@ -205,7 +210,8 @@ def report(args: argparse.Namespace, record: dict) -> dict[str, Any]:
         rows.append({"iteration": it, "reference": ref["losses"], "deviation": deviation,
                      **{name: run["states"][it]["losses"] for name, run in runs.items()}})
     return {"model": args.model, "data": args.data, "same_initial_weights": same_init, "epochs": args.epochs,
-            "imgsz": args.imgsz, "batch": args.batch, "seed": args.seed, "iterations": args.iterations, "rows": rows}
+            "imgsz": args.imgsz, "batch": args.batch, "seed": args.seed, "iterations": args.iterations,
+            "memory_format": args.memory_format, "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-format", choices=["channels_last", "contiguous"], default="channels_last",
+                        help="yolokit's training format (channels_last: its CPU default)")
     parser.add_argument("--out", default="benchmarks/results/train_replay.json")
     parser.add_argument("--worker", choices=["reference"], help=argparse.SUPPRESS)
     parser.add_argument("--record", help=argparse.SUPPRESS)

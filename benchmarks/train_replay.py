@@ -52,6 +52,9 @@ def checkpoints(iterations: int) -> list[int]:
 
 # --- reference side (its own environment) -------------------------------------------------------------------
 def _worker_reference(args: argparse.Namespace) -> None:
+    os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or font checks over the network
+    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.record).parent / "reference-config"))
     import torch
     from ultralytics import YOLO
 

@@ -52,9 +52,9 @@ def checkpoints(iterations: int) -> list[int]:
 
 # --- reference side (its own environment) -------------------------------------------------------------------
 def _worker_reference(args: argparse.Namespace) -> None:
-    os.environ.setdefault("YOLO_OFFLINE", "1")  # no update or font checks over the network
-    os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.record).parent / "reference-config"))
+    from train_worker import reference_environment
+
+    reference_environment(Path(args.record).parent)
     import torch
     from ultralytics import YOLO
 
@@ -128,6 +128,12 @@ def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | Non
         pass
 
     class Replay(Trainer):
+        @staticmethod
+        def training_memory_format(device: torch.device) -> torch.memory_format:
+            if args.memory_format == "contiguous":  # the reference's format: its BatchNorm statistics are exact
+                return torch.contiguous_format
+            return Trainer.training_memory_format(device)
+
         def batches(self) -> Any:
             if batches is None:
                 return super().batches()
@@ -154,14 +160,10 @@ def yolokit_run(args: argparse.Namespace, init: dict | None, batches: list | Non
         if init is not None:
             model.load_state_dict({k: init[k] for k in model.state_dict()})
         trainer = Replay(model, config, run_dir=Path(project) / "replay", freeze_report=report, metadata=metadata)
-        if args.memory_format == "contiguous":  # the reference's format: its BatchNorm statistics are exact
-            trainer.memory_format = torch.contiguous_format
-            trainer.model.to(memory_format=torch.contiguous_format)
         recorder = Record()
         recorder.trainer = trainer
         trainer.hooks.append(recorder)
-        with torch.no_grad():
-            own_init = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        own_init = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
         try:
             trainer.train()
         except Stop:

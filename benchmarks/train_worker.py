@@ -141,12 +141,18 @@ def _spec(model: str) -> str:
     return model if model.endswith((".yaml", ".yml")) else f"{model}.yaml"
 
 
-def _worker_reference(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
-    """The reference package's own trainer through its public API, timed with its callbacks."""
+def reference_environment(folder: Path) -> None:
+    """Before the reference package is imported: offline (no update, font or download checks over the network),
+    quiet, no auto-install, its settings in ``folder`` (unless the caller's environment sets these already)."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     os.environ.setdefault("YOLO_VERBOSE", "False")
     os.environ.setdefault("YOLO_AUTOINSTALL", "False")
-    os.environ.setdefault("YOLO_CONFIG_DIR", str(Path(args.project) / "reference-config"))
+    os.environ.setdefault("YOLO_CONFIG_DIR", str(folder / "reference-config"))
+
+
+def _worker_reference(args: argparse.Namespace, clock: EpochClock) -> dict[str, Any]:
+    """The reference package's own trainer through its public API, timed with its callbacks."""
+    reference_environment(Path(args.project))
     import torch
     import ultralytics
     from ultralytics import YOLO
